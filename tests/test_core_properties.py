@@ -1,0 +1,147 @@
+"""Properties of eqs. 2-7 (hypothesis), Appendix B, Theorem 4.2 and Remark E.1."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rpo import e_step, em_operator, pair_losses, preference_log_probs, rpo_loss
+
+LOGP = st.floats(-1e4, 1e4, allow_nan=False)
+LENGTH = st.integers(1, 2048)
+ETA = st.floats(0.0, 1.0)
+NAMES = st.sampled_from(["dpo", "ipo", "simpo", "cpo"])
+
+
+def pair(name, cw, rw, lw, ll, rcw, rrw, beta):
+    f = lambda x: torch.tensor([x], dtype=torch.float32)  # noqa: E731  float32: the training dtype
+    return pair_losses(name, f(cw), f(rw), f(lw), f(ll), f(rcw), f(rrw), beta=beta, gamma=0.5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(NAMES, LOGP, LOGP, LENGTH, LENGTH, LOGP, LOGP, st.floats(1e-3, 10.0), ETA)
+def test_w_in_unit_interval_and_finite(name, cw, rw, lw, ll, rcw, rrw, beta, eta):
+    wl, lw_ = pair(name, cw, rw, lw, ll, rcw, rrw, beta)
+    log_pw, log_pl = preference_log_probs(wl, lw_)
+    assert torch.isfinite(log_pw).all() and torch.isfinite(log_pl).all()
+    w = e_step(wl, lw_, torch.tensor([eta]))
+    assert torch.isfinite(w).all() and 0.0 <= w.item() <= 1.0
+    for objective in ("gibbs", "weighted"):
+        assert torch.isfinite(rpo_loss(wl, lw_, w, objective)).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-30, 30), st.floats(-30, 30), st.floats(0.01, 0.99), st.floats(0.01, 0.99))
+def test_w_rises_with_eta_and_with_p(gap1, gap2, eta1, eta2):
+    # p(y_w >* y_l) = sigmoid(gap) is increasing in gap, so w must be nondecreasing in both.
+    zero = torch.zeros(1, dtype=torch.float64)
+    w = lambda gap, eta: e_step(zero, torch.tensor([gap], dtype=torch.float64),  # noqa: E731
+                                torch.tensor([eta], dtype=torch.float64)).item()
+    lo_g, hi_g = sorted((gap1, gap2))
+    lo_e, hi_e = sorted((eta1, eta2))
+    assert w(lo_g, eta1) <= w(hi_g, eta1)
+    assert w(gap1, lo_e) <= w(gap1, hi_e)
+
+
+@settings(max_examples=100, deadline=None)
+@given(NAMES, ETA)
+def test_uninformative_model_gives_w_equal_eta(name, eta):
+    # Equal log-probs for both responses (and lengths): the model cannot tell them apart, p = 1/2,
+    # for the symmetric losses; eq. 4 then returns the prior. CPO and SimPO with a margin are symmetric
+    # too when the two responses are identical.
+    x = torch.full((1,), -7.0, dtype=torch.float64)
+    n = torch.full((1,), 5.0, dtype=torch.float64)
+    wl, lw = pair_losses(name, x, x, n, n, x, x, beta=0.3, gamma=0.4)
+    assert preference_log_probs(wl, lw)[0].exp().item() == pytest.approx(0.5)
+    assert e_step(wl, lw, torch.tensor([eta], dtype=torch.float64)).item() == pytest.approx(eta, abs=1e-12)
+
+
+def test_no_gradient_flows_through_w():
+    cw = torch.randn(8, requires_grad=True)
+    rw = torch.randn(8)
+    n = torch.ones(8)
+    wl, lw = pair_losses("simpo", cw, rw, n, n, beta=1.0)
+    w = e_step(wl, lw, torch.full((8,), 0.8))
+    assert not w.requires_grad and w.grad_fn is None
+    # d loss / d cw with w held fixed equals the autograd gradient: w contributes nothing.
+    loss = rpo_loss(wl, lw, w).sum()
+    (g,) = torch.autograd.grad(loss, cw)
+    p = torch.sigmoid(cw - rw).detach()  # simpo gibbs with gamma = 0 is -[w log p + (1-w) log(1-p)]
+    assert torch.allclose(g, -(w - p), atol=1e-6)
+    # rpo_loss detaches w even when handed a w with a graph
+    w_graph = torch.sigmoid(cw)
+    fresh = lambda: pair_losses("simpo", cw, rw, n, n, beta=1.0)  # noqa: E731
+    (g2,) = torch.autograd.grad(rpo_loss(*fresh(), w_graph, "weighted").sum(), cw)
+    (g3,) = torch.autograd.grad(rpo_loss(*fresh(), w_graph.detach(), "weighted").sum(), cw)
+    assert torch.allclose(g2, g3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(LOGP, LOGP, LOGP, LOGP, st.floats(1e-3, 5.0))
+def test_appendix_b_dpo_gibbs_probability_is_bradley_terry(cw, rw, rcw, rrw, beta):
+    f = lambda x: torch.tensor([x], dtype=torch.float64)  # noqa: E731
+    wl, lw = pair_losses("dpo", f(cw), f(rw), f(1), f(1), f(rcw), f(rrw), beta=beta)
+    margin = (cw - rcw) - (rw - rrw)
+    log_pw, _ = preference_log_probs(wl, lw)
+    expected = -math.log1p(math.exp(-beta * margin)) if beta * margin > -700 else beta * margin
+    assert log_pw.item() == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_cdpo_equals_rpo_with_fixed_w():
+    # Conservative DPO (label smoothing eps) = RPO's eq. 5 with w frozen at 1 - eps.
+    g = torch.Generator().manual_seed(1)
+    cw, rw, rcw, rrw = (torch.randn(32, generator=g, dtype=torch.float64) * 10 for _ in range(4))
+    n = torch.ones(32, dtype=torch.float64)
+    beta, eps = 0.2, 0.15
+    wl, lw = pair_losses("dpo", cw, rw, n, n, rcw, rrw, beta=beta)
+    h = beta * ((cw - rcw) - (rw - rrw))
+    cdpo = -(1 - eps) * torch.nn.functional.logsigmoid(h) - eps * torch.nn.functional.logsigmoid(-h)
+    assert torch.allclose(rpo_loss(wl, lw, torch.full_like(n, 1 - eps)), cdpo, atol=1e-12)
+
+
+# ---- Theorem 4.2 and Remark E.1 by simulation --------------------------------------------------
+
+def simulate_labels(n, eta_true, seed):
+    """The generative model of section 3.2: a latent preference drawn with probability q_i, the
+    annotator reports it with probability eta*; p*_i is the probability that the *observed*
+    label agrees with the latent preference, which a calibrated model predicts."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.rand(n, generator=g, dtype=torch.float64)  # P(a >* b)
+    a_better = torch.rand(n, generator=g, dtype=torch.float64) < q
+    correct = torch.rand(n, generator=g, dtype=torch.float64) < eta_true  # z_i
+    says_a = torch.where(correct, a_better, ~a_better)
+    p_star = torch.where(says_a, q, 1 - q)
+    return p_star, correct.double().mean().item()
+
+
+def iterate(p_star, eta0, steps=5000, tol=1e-12):
+    eta = torch.tensor(eta0, dtype=torch.float64)
+    for _ in range(steps):
+        new = em_operator(p_star, eta)
+        if abs(new - eta) < tol:
+            return new.item()
+        eta = new
+    return eta.item()
+
+
+@pytest.mark.parametrize("eta_true", [0.6, 0.75, 0.9])
+def test_theorem_4_2_em_converges_to_true_reliability(eta_true):
+    p_star, empirical = simulate_labels(100_000, eta_true, seed=int(eta_true * 100))
+    for eta0 in (0.05, 0.5, 0.95):
+        est = iterate(p_star, eta0)
+        assert abs(est - eta_true) < 0.01, (eta0, est, eta_true)
+        assert abs(est - empirical) < 0.01
+
+
+def test_lemma_4_1_true_reliability_is_a_fixed_point():
+    p_star, _ = simulate_labels(100_000, 0.8, seed=7)
+    assert em_operator(p_star, 0.8).item() == pytest.approx(0.8, abs=0.005)
+    assert abs(em_operator(p_star, 0.6).item() - 0.6) > 0.02  # and other values are not
+
+
+def test_remark_e_1_uninformative_model_every_eta_is_fixed():
+    p_star = torch.full((1000,), 0.5, dtype=torch.float64)
+    grid = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
+    assert torch.allclose(em_operator(p_star, grid), grid, atol=1e-12)
