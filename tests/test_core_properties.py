@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rpo import e_step, em_operator, pair_losses, preference_log_probs, rpo_loss
+from rpo.theory import em_trajectory, simulate_calibrated_labels
 
 LOGP = st.floats(-1e4, 1e4, allow_nan=False)
 LENGTH = st.integers(1, 2048)
@@ -103,32 +104,14 @@ def test_cdpo_equals_rpo_with_fixed_w():
 
 # ---- Theorem 4.2 and Remark E.1 by simulation --------------------------------------------------
 
-def simulate_labels(n, eta_true, seed):
-    """The generative model of section 3.2: a latent preference drawn with probability q_i, the
-    annotator reports it with probability eta*; p*_i is the probability that the *observed*
-    label agrees with the latent preference, which a calibrated model predicts."""
-    g = torch.Generator().manual_seed(seed)
-    q = torch.rand(n, generator=g, dtype=torch.float64)  # P(a >* b)
-    a_better = torch.rand(n, generator=g, dtype=torch.float64) < q
-    correct = torch.rand(n, generator=g, dtype=torch.float64) < eta_true  # z_i
-    says_a = torch.where(correct, a_better, ~a_better)
-    p_star = torch.where(says_a, q, 1 - q)
-    return p_star, correct.double().mean().item()
-
-
-def iterate(p_star, eta0, steps=5000, tol=1e-12):
-    eta = torch.tensor(eta0, dtype=torch.float64)
-    for _ in range(steps):
-        new = em_operator(p_star, eta)
-        if abs(new - eta) < tol:
-            return new.item()
-        eta = new
-    return eta.item()
+def iterate(p_star, eta0):
+    return em_trajectory(p_star, eta0, steps=5000, tol=1e-12)[-1].item()
 
 
 @pytest.mark.parametrize("eta_true", [0.6, 0.75, 0.9])
 def test_theorem_4_2_em_converges_to_true_reliability(eta_true):
-    p_star, empirical = simulate_labels(100_000, eta_true, seed=int(eta_true * 100))
+    p_star, z = simulate_calibrated_labels(100_000, eta_true, seed=int(eta_true * 100))
+    empirical = z.double().mean().item()
     for eta0 in (0.05, 0.5, 0.95):
         est = iterate(p_star, eta0)
         assert abs(est - eta_true) < 0.01, (eta0, est, eta_true)
@@ -136,12 +119,19 @@ def test_theorem_4_2_em_converges_to_true_reliability(eta_true):
 
 
 def test_lemma_4_1_true_reliability_is_a_fixed_point():
-    p_star, _ = simulate_labels(100_000, 0.8, seed=7)
+    p_star, _ = simulate_calibrated_labels(100_000, 0.8, seed=7)
     assert em_operator(p_star, 0.8).item() == pytest.approx(0.8, abs=0.005)
     assert abs(em_operator(p_star, 0.6).item() - 0.6) > 0.02  # and other values are not
 
 
 def test_remark_e_1_uninformative_model_every_eta_is_fixed():
-    p_star = torch.full((1000,), 0.5, dtype=torch.float64)
+    p_star, _ = simulate_calibrated_labels(1000, 0.8, informative=False)
     grid = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
     assert torch.allclose(em_operator(p_star, grid), grid, atol=1e-12)
+
+
+def test_em_trajectory_moves_monotonically_toward_the_fixed_point():
+    p_star, _ = simulate_calibrated_labels(20_000, 0.7, seed=3)
+    up, down = em_trajectory(p_star, 0.05, steps=50), em_trajectory(p_star, 0.99, steps=50)
+    assert (up.diff() >= 0).all() and (down.diff() <= 0).all()
+    assert abs(up[-1] - down[-1]) < 1e-3

@@ -1,0 +1,45 @@
+"""The repository installs itself: environment.yml and pyproject.toml pin the same set, and the
+math core stays pure torch."""
+
+import ast
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(req: str) -> str:
+    for sep in ("==", ">=", "<=", "<", ">", "~=", "["):
+        req = req.split(sep)[0]
+    return req.strip().lower().replace("_", "-")
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r): r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    got = {_name(r): r.replace(" ", "") for r in pip if not r.startswith("-e")}
+    assert got == wanted, f"only in environment.yml: {set(got.items()) - set(wanted.items())}; " \
+                          f"only in pyproject: {set(wanted.items()) - set(got.items())}"
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_trl_and_torch_are_pinned_exactly():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "trl==1.16.0" in deps and "torch==2.13.0" in deps
+    assert "setuptools<82" in deps  # alpaca_eval needs pkg_resources
+
+
+def test_math_core_imports_neither_trl_nor_transformers():
+    for path in [ROOT / "rpo" / "losses.py", ROOT / "rpo" / "em.py", ROOT / "rpo" / "checks.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for n in names:
+                assert n.split(".")[0] in {"torch", "rpo", "__future__", "typing", "math"}, (path.name, n)
