@@ -43,3 +43,12 @@ def test_math_core_imports_neither_trl_nor_transformers():
                 names = [node.module]
             for n in names:
                 assert n.split(".")[0] in {"torch", "rpo", "__future__", "typing", "math"}, (path.name, n)
+
+
+def test_import_rpo_does_not_import_trl():
+    # Importing TRL costs ~10 s; the math core and the lazy package init must not pay it.
+    import subprocess
+    import sys
+
+    code = "import sys, rpo; rpo.pair_losses; assert 'trl' not in sys.modules and 'transformers' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
