@@ -1,0 +1,107 @@
+"""The ``rpo`` command: ``run`` (the papermill pipeline), ``tables``, ``reproduce``, ``eval``.
+
+    rpo run --profile toy [--seeds N] [--jobs J] [--only NOTEBOOK] [--grid reduced] [--slurm]
+    rpo tables [--profile toy]
+    rpo reproduce            # what `make reproduce` runs: rpo run --profile toy, then rpo tables
+    rpo eval ...             # the evaluation harnesses (rpo.evaluate.cli)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rpo.profiles import GRIDS, PROFILES
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="toy", choices=sorted(PROFILES))
+    p.add_argument("--seeds", type=int, default=None, help="seeds per config for every study (default: the profile's)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel notebook executions (default: the profile's)")
+    p.add_argument("--only", default=None, help="execute only this notebook, e.g. 02_train")
+    p.add_argument("--grid", default="full", choices=GRIDS, help="reduced: the CI grid")
+    p.add_argument("--force", action="store_true", help="re-execute runs that are already done")
+    p.add_argument("--runs-dir", default=None, help="default: papermill_runs/")
+
+
+def cmd_run(args) -> int:
+    from rpo.pipeline import RUNS, run_profile, summarize
+
+    results = run_profile(args.profile, seeds=args.seeds, jobs=args.jobs, only=args.only, grid=args.grid,
+                          runs_root=args.runs_dir or RUNS, slurm=getattr(args, "slurm", False), force=args.force)
+    print(summarize(results))
+    failed = [r for r in results if r["status"] == "failed"]
+    for r in failed:
+        print(f"  failed: {r['id']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_tables(args) -> int:
+    from rpo.pipeline import RUNS
+    from rpo.tables import RESULTS, build
+
+    manifest = build(args.profile, grid=args.grid, seeds=args.seeds, runs_root=args.runs_dir or RUNS,
+                     results_dir=args.results_dir or RESULTS)
+    n_cells = sum(len(t["cells"]) for t in manifest["tables"].values())
+    n_missing = sum(c["n"] < c["n_expected"] for t in manifest["tables"].values() for c in t["cells"])
+    print(f"wrote {len(manifest['tables'])} tables ({n_cells} cells, {n_missing} with missing runs) "
+          f"and manifest.json to {args.results_dir or RESULTS}")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    rc = cmd_run(args)
+    cmd_tables(argparse.Namespace(profile=args.profile, grid=args.grid, seeds=args.seeds,
+                                  runs_dir=args.runs_dir, results_dir=None))
+    return rc
+
+
+def cmd_eval(args) -> int:
+    try:
+        from rpo.evaluate.cli import add_subparser
+    except ImportError as e:
+        print(f"rpo eval is unavailable: rpo.evaluate.cli could not be imported ({e})", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="rpo")
+    add_subparser(parser.add_subparsers(dest="command", required=True))
+    inner = parser.parse_args(["eval", *args.rest])
+    if not hasattr(inner, "func"):
+        parser.error("rpo.evaluate.cli.add_subparser must set a `func` default on its parser")
+    return int(inner.func(inner) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rpo", description="Robust Preference Optimization: replication pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="execute the profile's notebooks with papermill (resumable)")
+    _add_run_args(p)
+    p.add_argument("--slurm", action="store_true", help="submit the runs to Slurm with submitit")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tables", help="rebuild results/ from whatever runs exist")
+    p.add_argument("--profile", default="toy", choices=sorted(PROFILES))
+    p.add_argument("--grid", default=None, choices=GRIDS, help="default: that of the last `rpo run`")
+    p.add_argument("--seeds", type=int, default=None, help="default: that of the last `rpo run`")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--results-dir", default=None)
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("reproduce", help="the main job: rpo run --profile toy, then rpo tables")
+    _add_run_args(p)
+    p.set_defaults(func=cmd_reproduce)
+
+    # Imported only when `rpo eval` is called: the harness may pull in heavy modules.
+    p = sub.add_parser("eval", help="evaluation harnesses: AlpacaEval 2, Arena-Hard (rpo.evaluate)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
