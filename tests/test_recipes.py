@@ -219,3 +219,34 @@ def test_rpo_train_module_end_to_end(tmp_path):
     assert any(not (trained[k] == init[k]).all() for k in trained), "2 steps changed no parameter"
     state = json.loads((out / "annotators.json").read_text())
     assert state["names"] == ["all"]  # no annotator column: one virtual annotator (K = 1)
+
+
+# --------------------------------------------------------------------------------------- memory plan
+
+def _memory_plan():
+    spec = importlib.util.spec_from_file_location("memory_plan", ROOT / "benchmarks" / "memory_plan.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_memory_plan_counts_and_doc_up_to_date():
+    mp = _memory_plan()
+    # published parameter counts of the two models (their model cards / safetensors index)
+    assert mp.count_params("Mistral-7B-Instruct-v0.2")[0] == 7_241_732_096
+    assert mp.count_params("Meta-Llama-3-8B-Instruct")[0] == 8_030_261_248
+    assert mp.main(["--check"]) == 0, "docs/memory_plan.md is stale: rerun benchmarks/memory_plan.py"
+
+
+@pytest.mark.parametrize("model_key,arch", [("mistral-7b-instruct", "Mistral-7B-Instruct-v0.2"),
+                                            ("llama-3-8b-instruct", "Meta-Llama-3-8B-Instruct")])
+def test_recipes_fit_the_memory_plan(model_key, arch):
+    """The recipes' micro-batch, max_length and checkpointing are what the plan says fits 40 GB."""
+    mp = _memory_plan()
+    _, cfg, _ = load_recipe(recipe_path(model_key, "r-dpo"), CPU)
+    assert (cfg.max_length, cfg.per_device_train_batch_size) == (mp.MAX_LENGTH, mp.MICRO_BATCH)
+    assert cfg.gradient_checkpointing
+    assert mp.largest_micro_batch(arch, mp.ARCHS[arch], ckpt=True) >= cfg.per_device_train_batch_size
+    p = mp.plan(arch, mp.ARCHS[arch])
+    assert mp.per_gpu_total(p, ckpt=True, reference=True) / mp.GiB <= mp.GPU_GiB
+    assert mp.per_gpu_total(p, ckpt=False, reference=False) / mp.GiB > mp.GPU_GiB  # why checkpointing is on
