@@ -163,6 +163,7 @@ class Run:
     notebook: str           # stem in notebooks/
     params: dict
     stage: int = 0
+    reads_runs: bool = False  # an analysis of earlier stages: re-executed when any of them executed
 
     @property
     def id(self) -> str:
@@ -193,7 +194,7 @@ def expand(profile: Profile, seeds: int | None = None, only: str | None = None, 
             h = config_hash(cfg)
             wanted.setdefault(h, dict(cfg))
             count[h] = max(count.get(h, 0), n_seeds[study.name])
-    runs = [Run(s.notebook, dict(s.params), s.stage) for s in profile.steps]
+    runs = [Run(s.notebook, dict(s.params), s.stage, s.reads_runs) for s in profile.steps]
     items = [{**wanted[h], "seeds": list(range(count[h]))} for h in wanted]
     k = max(1, profile.configs_per_run)
     for i in range(0, len(items), k):
@@ -275,7 +276,7 @@ def execute(run: Run, run_dir, notebooks_dir=NOTEBOOKS, kernel_name: str = "pyth
         if not source.exists():
             raise FileNotFoundError(f"notebook {source} does not exist")
         nb = jupytext.read(source)
-        params = {**run.params, "run_id": rid, "metrics_path": str(p["json"].resolve())}
+        params = {**run.params, **_declared(nb, {"run_id": rid, "metrics_path": str(p["json"].resolve())})}
         papermill.execute_notebook(nb, str(p["tmp"]), parameters=params, kernel_name=kernel_name, language="python",
                                    cwd=str(source.parent), progress_bar=False, log_output=False,
                                    execution_timeout=timeout_s)
@@ -299,6 +300,14 @@ def execute(run: Run, run_dir, notebooks_dir=NOTEBOOKS, kernel_name: str = "pyth
             os.replace(p["tmp"], p["failed_ipynb"])
         return {"id": rid, "status": "failed", "seconds": time.time() - start,
                 "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
+
+
+def _declared(nb, extra: dict) -> dict:
+    """The entries of ``extra`` that the notebook's parameters cell declares (papermill warns about the
+    others). A notebook without ``metrics_path`` gets a provenance-only record from :func:`execute`."""
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    src = cells[0].source if cells else ""
+    return {k: v for k, v in extra.items() if re.search(rf"^{k}\s*[:=]", src, re.M)}
 
 
 def _worker(args):
@@ -338,10 +347,18 @@ def run_plan(plan: Plan, run_dir, *, jobs: int = 1, notebooks_dir=NOTEBOOKS, ker
     bar = tqdm(total=n_skipped + len(todo), initial=n_skipped, desc=f"rpo run {prof.name}",
                unit="run", disable=not progress, dynamic_ncols=True)
     failed = 0
+    executed = False
     try:
-        for stage in sorted({r.stage for r in todo}):
+        for stage in sorted({r.stage for r in plan.runs if r.notebook not in absent}):
+            stale = [r for r in plan.runs if r.stage == stage and r.reads_runs and r not in todo and executed
+                     and r.notebook not in absent]
+            if stale:  # their inputs changed in this call: refresh them
+                results = [o for o in results if o["id"] not in {r.id for r in stale}]
+                bar.n -= len(stale)
+                bar.refresh()
             batch = [(r, run_dir, notebooks_dir, kernel_name, prof.timeout_s, prof.threads_per_job, execute_fn)
-                     for r in todo if r.stage == stage]
+                     for r in todo + stale if r.stage == stage]
+            executed |= bool(batch)
             if jobs <= 1:
                 outcomes = map(_worker, batch)
                 pool = None

@@ -96,6 +96,7 @@ class Step:
     notebook: str               # stem in notebooks/, e.g. "00_derivations"
     params: dict = field(default_factory=dict)
     stage: int = 0              # stages run in order; runs within a stage run in parallel
+    reads_runs: bool = False    # reads earlier stages' runs: re-executed whenever one of them executed
 
 
 @dataclass(frozen=True)
@@ -161,11 +162,11 @@ def _key(cfg: dict) -> tuple:
 
 def _analysis_steps(profile: str) -> tuple[Step, ...]:
     # 03-05 read the training runs (stage 1) and present them; 06_tables is `rpo tables`.
-    return (Step("00_derivations", {}, stage=0),
+    return (Step("00_derivations", {"figure_dir": "../results"}, stage=0),  # cwd is notebooks/
             Step("01_data", {"profile": profile}, stage=0),
-            Step("03_ablations", {"profile": profile}, stage=2),
-            Step("04_reliability", {"profile": profile}, stage=2),
-            Step("05_evaluate", {"profile": profile}, stage=2))
+            Step("03_ablations", {"profile": profile}, stage=2, reads_runs=True),
+            Step("04_reliability", {"profile": profile}, stage=2, reads_runs=True),
+            Step("05_evaluate", {"profile": profile}, stage=2, reads_runs=True))
 
 
 def toy(grid: str = "full") -> Profile:
@@ -210,23 +211,24 @@ def small(grid: str = "full") -> Profile:
     )
 
 
-def _paper(model: str, grid: str) -> Profile:
+def _paper(name: str, model: str, grid: str) -> Profile:
+    # `model` names the recipes/ folder: mistral-7b-instruct | llama-3-8b-instruct
     """The paper's setting (section 5.1): full fine-tuning, 8 GPUs, DeepSpeed ZeRO-3, 3 seeds.
 
     Each config trains through ``train_command`` (recipes/ and rpo/train.py, cluster issue); the
-    notebook formats ``{recipe}`` as recipes/<model>/<method>.yaml and passes overrides (seed, noise,
-    eta0, ...) on the command line. It cannot run on the CPU machines of this project.
+    notebook formats ``{recipe}`` as recipes/<model>/<method>.yaml (e.g. r-dpo.yaml) and appends
+    overrides (``--seed``, ``--eta0``, ...) on the command line. It cannot run on the CPU machines of this project.
     """
     reduced = grid == "reduced"
     return Profile(
-        name=f"paper-{model}", model="paper", train_notebook="02_train",
-        train_params={"profile": f"paper-{model}", "paper_model": model,
+        name=name, model="paper", train_notebook="02_train",
+        train_params={"profile": name, "paper_model": model,
                       "beta": 0.01, "lr": 5e-7, "epochs": 1, "global_batch_size": 64},  # section 5.1
         studies=_studies(3, 1 if reduced else 3, noise=0.2,
                          noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
                          eta0s=(0.99, 0.9, 0.75, 0.55), alphas=(0.001, 0.01, 0.1, 0.5, 1.0),
                          fig2_noise=(0.0, 0.1, 0.2, 0.3, 0.4), reduced=reduced),
-        steps=_analysis_steps(f"paper-{model}"),
+        steps=_analysis_steps(name),
         configs_per_run=1, threads_per_job=8, jobs=1,
         train_command="accelerate launch --config_file recipes/accelerate/zero3.yaml -m rpo.train {recipe}",
     )
@@ -235,8 +237,8 @@ def _paper(model: str, grid: str) -> Profile:
 PROFILES = {
     "toy": toy,
     "small": small,
-    "paper-mistral": lambda grid="full": _paper("mistral", grid),
-    "paper-llama3": lambda grid="full": _paper("llama3", grid),
+    "paper-mistral": lambda grid="full": _paper("paper-mistral", "mistral-7b-instruct", grid),
+    "paper-llama3": lambda grid="full": _paper("paper-llama3", "llama-3-8b-instruct", grid),
 }
 
 

@@ -130,6 +130,38 @@ def study_frame(study: Study, seeds: int, found: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["_order", "seed"]).reset_index(drop=True)
 
 
+def _plan(run_dir: Path) -> dict:
+    return json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").exists() else {}
+
+
+def load_study(profile: str, name: str, *, runs_root=RUNS, grid: str | None = None,
+               seeds: int | None = None) -> tuple[Study, pd.DataFrame]:
+    """``(study, frame)`` for the analysis notebooks: the study of that name in the profile (grid and
+    seeds of the last ``rpo run``), and :func:`study_frame` of the runs found."""
+    run_dir = Path(runs_root) / profile
+    plan = _plan(run_dir)
+    prof = get_profile(profile, grid or plan.get("grid", "full"))
+    studies = {s.name: s for s in prof.studies}
+    if name not in studies:
+        raise ValueError(f"profile {profile!r} has no study {name!r}; it has {sorted(studies)}")
+    study = studies[name]
+    found, _ = collect_runs(run_dir)
+    return study, study_frame(study, seeds or plan.get("seeds", {}).get(name) or study.seeds, found)
+
+
+def iter_records(run_dir):
+    """``(run_id, config with seed, metrics)`` of every done run, non-scalar metrics included
+    (e.g. eta trajectories), in run-id order."""
+    run_dir = Path(run_dir)
+    for path in sorted(run_dir.glob("*.json")):
+        rid = path.name.removesuffix(".json")
+        if path.name == "plan.json" or rid.endswith(".failed") or status(run_dir, rid) != "done":
+            continue
+        metrics = _read(path).get("metrics")
+        for item in metrics if isinstance(metrics, list) else []:
+            yield rid, dict(item["config"]), dict(item["metrics"])
+
+
 # ---------------------------------------------------------------- aggregate
 
 def t_interval(values) -> tuple[float, float]:
@@ -358,7 +390,7 @@ def build(profile: str | Profile = "toy", *, grid: str | None = None, seeds: int
     results/manifest.json. The grid and seeds default to those of the last ``rpo run`` (plan.json)."""
     name = profile.name if isinstance(profile, Profile) else profile
     run_dir = Path(runs_root) / name
-    plan = json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").exists() else {}
+    plan = _plan(run_dir)
     prof = profile if isinstance(profile, Profile) else get_profile(profile, grid or plan.get("grid", "full"))
     found, runs = collect_runs(run_dir)
     results_dir = Path(results_dir)

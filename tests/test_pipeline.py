@@ -103,7 +103,13 @@ def test_expand_only_and_profiles():
 
 
 def test_resume_skips_finished_runs(tmp_path):
-    plan = expand(small_profile())
+    from rpo.profiles import Step
+
+    base = small_profile()
+    prof = Profile(base.name, base.model, base.train_notebook, base.train_params, base.studies,
+                   steps=(Step("train", {"analysis": True}, stage=2, reads_runs=True),))
+    plan = expand(prof)
+    analysis = [r.id for r in plan.runs if r.reads_runs]
     res = run_plan(plan, tmp_path, execute_fn=fake_execute, progress=False, notebooks_dir=_nbdir(tmp_path))
     assert [r["status"] for r in res] == ["done"] * len(plan.runs)
     assert len(calls(tmp_path)) == len(plan.runs)
@@ -112,8 +118,10 @@ def test_resume_skips_finished_runs(tmp_path):
     assert len(calls(tmp_path)) == len(plan.runs)      # nothing re-executed
     victim = plan.runs[1].id
     (tmp_path / f"{victim}.ipynb").unlink()             # e.g. killed before the final os.replace
-    run_plan(plan, tmp_path, execute_fn=fake_execute, progress=False, notebooks_dir=_nbdir(tmp_path))
-    assert calls(tmp_path)[-1] == victim and len(calls(tmp_path)) == len(plan.runs) + 1
+    res = run_plan(plan, tmp_path, execute_fn=fake_execute, progress=False, notebooks_dir=_nbdir(tmp_path))
+    # the lost run re-executes, then the analysis that reads it is refreshed; nothing else
+    assert calls(tmp_path)[-2:] == [victim] + analysis and len(calls(tmp_path)) == len(plan.runs) + 2
+    assert sorted(o["status"] for o in res) == ["done", "done"] + ["skipped"] * (len(plan.runs) - 2)
 
 
 def _nbdir(tmp_path):

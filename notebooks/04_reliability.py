@@ -1,0 +1,72 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Reliability: the analogue of Figure 2
+#
+# Section 5.4: (a) one annotator at noise {0, 0.1, 0.2, 0.3, 0.4}; (b) two annotators, annotator 1
+# clean and annotator 2 at rising noise. R-DPO's estimated eta (Algorithm 1) against the annotator's
+# true reliability (measured agreement with the oracle; the paper's "eta GPT-4o"), and eta's trajectory
+# over training. Theorem 4.2 predicts eta_hat -> eta_true.
+
+# %% tags=["parameters"]
+profile = "toy"
+runs_root = "../papermill_runs"
+
+# %%
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+from rpo.tables import build_table, iter_records, load_study, to_markdown
+
+study, frame = load_study(profile, "figure2", runs_root=runs_root)
+labels, rows = build_table(study, frame)
+display(Markdown(to_markdown(study, labels, rows)))
+
+# %% [markdown]
+# Estimated against true eta, one point per (noise, seed, annotator):
+
+# %%
+ok = frame[frame["status"] == "ok"]
+fig, ax = plt.subplots(figsize=(4, 4))
+for k, marker in ((1, "o"), (2, "s")):
+    if f"eta_hat_{k}" in ok and ok[f"eta_hat_{k}"].notna().any():
+        ax.scatter(ok[f"eta_true_{k}"], ok[f"eta_hat_{k}"], marker=marker, label=f"annotator {k}", alpha=0.7)
+ax.plot([0.5, 1], [0.5, 1], "--", color="grey", lw=0.8)
+ax.set_xlabel("true eta (agreement with the oracle)")
+ax.set_ylabel("estimated eta")
+ax.legend()
+n_missing = int((frame["status"] != "ok").sum())
+ax.set_title(f"{len(ok)} runs" + (f"; {n_missing} missing" if n_missing else ""))
+
+# %% [markdown]
+# eta trajectories over training steps (seed 0):
+
+# %%
+wanted = {(r["layout"], r["noise"]) for _, r in frame.iterrows()}
+traj = [(c["layout"], c["noise"], k, m[f"eta_trajectory_{k}"])
+        for _, c, m in iter_records(Path(runs_root) / profile)
+        if c.get("robust") and c.get("seed") == 0 and (c.get("layout"), c.get("noise")) in wanted
+        and c.get("method") == "dpo" for k in (1, 2) if f"eta_trajectory_{k}" in m]
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+for layout, ax in zip(("single", "two"), axes):
+    for lay, noise, k, t in sorted(traj, key=lambda x: (x[1], x[2])):
+        if lay == layout:
+            ax.plot(t, label=f"noise {noise}, annotator {k}")
+    ax.set_title(f"layout: {layout}")
+    ax.set_xlabel("optimizer step")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+axes[0].set_ylabel("eta")
