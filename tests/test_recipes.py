@@ -250,3 +250,30 @@ def test_recipes_fit_the_memory_plan(model_key, arch):
     p = mp.plan(arch, mp.ARCHS[arch])
     assert mp.per_gpu_total(p, ckpt=True, reference=True) / mp.GiB <= mp.GPU_GiB
     assert mp.per_gpu_total(p, ckpt=False, reference=False) / mp.GiB > mp.GPU_GiB  # why checkpointing is on
+
+
+# ------------------------------------------------------------------------------------- GPU benchmark
+
+@pytest.mark.slow
+def test_gpu_throughput_dry_run(tmp_path, monkeypatch):
+    """benchmarks/gpu_throughput.py's whole code path on CPU with tiny sizes (the GPU run is not a test)."""
+    monkeypatch.delenv("OUT", raising=False)
+    spec = importlib.util.spec_from_file_location("gpu_throughput", ROOT / "benchmarks" / "gpu_throughput.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--dry-run", "--archs", "SmolLM2-135M", "--rounds", "1", "--steps", "2",
+                       "--out-dir", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "gpu_throughput-dry-run.json").read_text())
+    s = res["archs"]["SmolLM2-135M"]
+    assert len(s["rounds"]) == 1 and s["ratio_median"] > 0
+    assert s["tokens_per_step"] >= 2 * 2 * (16 + 16)  # 2 pairs, chosen + rejected, prompt + completion
+    assert s["DPO"]["mfu"] is None  # no peak FLOP/s on CPU
+    assert (tmp_path / "gpu_throughput-dry-run.md").read_text().count("SmolLM2-135M") == 1
+    # the real architecture, not the dry run's tiny one, is what the GPU run builds
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    for name, published in (("SmolLM2-135M", 134_515_008), ("Qwen2.5-0.5B", 494_032_768)):
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(bench.build_config(name, dry_run=False))
+        assert bench.flop_params(model) == published, name
