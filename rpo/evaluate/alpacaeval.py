@@ -47,6 +47,7 @@ from rpo.evaluate.judges import ALPACAEVAL_ANNOTATOR, as_judge
 LC_OFFICIAL = "length_controlled_v1"
 LC_OFFLINE = "length_controlled_minimal"
 ALPACAEVAL_SIZE = 805
+LC_MIN_ANNOTATIONS = 5  # alpaca_eval's GLM cross-validates over 5 folds of instructions
 
 
 def _records(outputs, what: str) -> list[dict]:
@@ -129,6 +130,9 @@ def length_controlled(annotations: pd.DataFrame, *, df_gamed: Path | str | None 
     for col in ("preference", "output_1", "output_2", "generator_1", "generator_2"):
         if col not in df.columns:
             raise ValueError(f"annotations lack column {col!r}")
+    if len(df) < LC_MIN_ANNOTATIONS:
+        raise ValueError(f"the length-controlled GLM (5-fold CV) needs at least {LC_MIN_ANNOTATIONS} annotations, "
+                         f"got {len(df)}")
     with tempfile.TemporaryDirectory() as tmp:
         if df_gamed is not None:
             glm_name, csv = LC_OFFICIAL, Path(df_gamed)
@@ -178,7 +182,8 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
         lc_bootstrap_rounds: > 0 adds ``lc_standard_error_bootstrap``.
     Returns a dict: ``win_rate``, ``standard_error``, ``length_controlled_winrate``,
     ``lc_standard_error``, ``discrete_win_rate``, ``n_wins``, ``n_wins_base``, ``n_draws``, ``n_total``,
-    ``avg_length``, ``lc_glm``, ``lc_extreme_change``, ``annotator``, ``generator``.
+    ``avg_length``, ``lc_glm``, ``lc_extreme_change``, ``annotator``, ``generator``. With fewer than
+    5 annotations the GLM cannot be fitted: LC is NaN and ``lc_glm`` None.
     """
     model, ref = _records(answers, "answers"), _records(reference_answers, "reference_answers")
     if max_instances is not None:
@@ -194,7 +199,15 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
         logging.warning("df_gamed.csv found but %d annotations (not AlpacaEval's %d): offline GLM used",
                         len(annotations), ALPACAEVAL_SIZE)
         df_gamed = None
-    metrics = length_controlled(annotations, df_gamed=df_gamed)
+    if len(annotations) >= LC_MIN_ANNOTATIONS:
+        metrics = length_controlled(annotations, df_gamed=df_gamed)
+    else:  # too few for the GLM: raw win rate only, LC reported as missing
+        from alpaca_eval.metrics import get_winrate
+
+        logging.warning("%d annotations: too few for the length-controlled GLM, LC left NaN", len(annotations))
+        metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in get_winrate(annotations).items()}
+        metrics.update(length_controlled_winrate=float("nan"), lc_standard_error=float("nan"), lc_glm=None,
+                       lc_extreme_change=False)
     if lc_bootstrap_rounds > 0:
         boot = lc_bootstrap(annotations, rounds=lc_bootstrap_rounds, seed=seed, df_gamed=df_gamed)
         metrics["lc_standard_error_bootstrap"] = float(boot.std(ddof=1))
