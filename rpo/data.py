@@ -235,6 +235,25 @@ def two_annotators(pairs, rate2: float, *, kind: str = "symmetric", seed: int = 
     return annotate(pairs, [Annotator("a1", 0.0, kind), Annotator("a2", rate2, kind)], layout="copy", seed=seed)
 
 
+def apply_layout(pairs, layout: str = "single", rate: float = 0.0, *, kind: str = "symmetric",
+                 rates: list | None = None, seed: int = 0):
+    """One entry point for notebooks whose parameters are literals.
+
+    ``layout="single"``: :func:`single_annotator` at ``rate``; ``"two"``: :func:`two_annotators`
+    (annotator 2 at ``rate``); ``"many"``: one annotator per entry of ``rates`` (``a1, a2, ...``), each
+    holding a disjoint share of the pairs (``"many-copy"``: each a full copy)."""
+    if layout == "single":
+        return single_annotator(pairs, rate, kind=kind, seed=seed)
+    if layout == "two":
+        return two_annotators(pairs, rate, kind=kind, seed=seed)
+    if layout in ("many", "many-copy"):
+        if not rates:
+            raise ValueError(f"layout {layout!r} needs rates=[...], one per annotator")
+        anns = [Annotator(f"a{i + 1}", r, kind) for i, r in enumerate(rates)]
+        return annotate(pairs, anns, layout="copy" if layout == "many-copy" else "split", seed=seed)
+    raise ValueError(f"unknown layout {layout!r}; expected single, two, many or many-copy")
+
+
 def true_reliability(dataset) -> dict:
     """``{annotator: measured agreement with the oracle}`` from the ``is_flipped`` column."""
     ann = np.asarray(dataset["annotator"])

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-WORLD_VERSION = 1  # bump when the world's construction changes, so old caches are not reused
+WORLD_VERSION = 2  # bump when the world's construction changes, so old caches are not reused
 TASKS = ("rev", "srt", "add")
 LETTERS = string.ascii_lowercase[:12]  # a small alphabet keeps the tiny model's job learnable
 DEFAULT_CACHE = Path(os.environ.get("RPO_WORLD_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
@@ -134,7 +134,8 @@ def sample_responses(model, tokenizer, prompts: list[str], *, n: int = 1, temper
                      progress: bool = False) -> list[list[str]]:
     """``n`` responses per prompt (``[len(prompts)][n]``), batched with left padding.
 
-    ``temperature == 0`` is greedy. Deterministic for a given (model, prompts, n, batch_size, seed): each
+    ``temperature == 0`` is greedy; otherwise pure ancestral sampling (``top_k=0, top_p=1``: transformers
+    would otherwise apply its default top-k of 50), so on-policy pairs come from pi_ref itself. Deterministic for a given (model, prompts, n, batch_size, seed): each
     batch reseeds a forked RNG, so the caller's global RNG is left untouched.
     """
     from tqdm.auto import tqdm
@@ -142,6 +143,8 @@ def sample_responses(model, tokenizer, prompts: list[str], *, n: int = 1, temper
     was_training = model.training
     model.eval()
     flat = [p for p in prompts for _ in range(n)]
+    decoding = (dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0
+                else dict(do_sample=False))
     out: list[str] = []
     starts = range(0, len(flat), batch_size)
     for b, start in enumerate(tqdm(starts, desc="sampling", disable=not progress)):
@@ -149,8 +152,7 @@ def sample_responses(model, tokenizer, prompts: list[str], *, n: int = 1, temper
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed * 1_000_003 + b)
             gen = model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
+                **enc, **decoding, max_new_tokens=max_new_tokens,
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
             )
         texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)

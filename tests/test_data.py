@@ -128,6 +128,20 @@ def test_many_annotators_split_layout():
         D.annotate(pairs, anns, layout="mix")
 
 
+def test_apply_layout():
+    pairs = clean_pairs(600)
+    assert len(D.apply_layout(pairs, "single", 0.2)) == 600
+    two = D.apply_layout(pairs, "two", 0.3, seed=1)
+    assert len(two) == 1200 and D.true_reliability(two)["a1"] == 1.0
+    many = D.apply_layout(pairs, "many", rates=[0.0, 0.1, 0.2], seed=2)
+    assert len(many) == 600 and set(many["annotator"]) == {"a1", "a2", "a3"}
+    assert len(D.apply_layout(pairs, "many-copy", rates=[0.0, 0.1], seed=2)) == 1200
+    with pytest.raises(ValueError, match="needs rates"):
+        D.apply_layout(pairs, "many")
+    with pytest.raises(ValueError, match="unknown layout"):
+        D.apply_layout(pairs, "three")
+
+
 def test_noise_is_seeded():
     pairs = clean_pairs(400)
     a = D.single_annotator(pairs, 0.3, seed=7)["is_flipped"]
