@@ -170,3 +170,27 @@ def test_too_few_annotations_for_the_glm(tmp_path):
         ae.length_controlled(ae.annotate(ref, ref, _rev_score, progress=False))
     res = ae.evaluate_alpacaeval(ref, ref, _rev_score, progress=False)
     assert res["win_rate"] == 50 and math.isnan(res["length_controlled_winrate"]) and res["lc_glm"] is None
+
+
+def test_config_name_judge_goes_through_alpaca_eval_evaluate(tmp_path):
+    """The cluster path (an annotator config name) runs alpaca_eval.main.evaluate; a stand-in
+    Annotator class replaces the GPT-4 annotator so the wiring is checked offline."""
+    seen = {}
+
+    class StandIn:
+        def __init__(self, annotators_config, **kwargs):
+            seen["config"] = annotators_config
+
+        def annotate_head2head(self, outputs_1, outputs_2, **kwargs):
+            judge = ScoreJudge(_rev_score)
+            return [{"instruction": a["instruction"], "output_1": a["output"], "generator_1": a["generator"],
+                     "output_2": b["output"], "generator_2": b["generator"], "annotator": "stand-in",
+                     "preference": judge.preference(a["instruction"], a["output"], b["output"])}
+                    for a, b in zip(outputs_1.to_dict("records"), outputs_2.to_dict("records"))]
+
+    res = ae.evaluate_alpacaeval(FIX / "model_outputs.json", FIX / "reference_outputs.json",
+                                 "weighted_alpaca_eval_gpt4_turbo", output_dir=tmp_path,
+                                 alpaca_eval_kwargs={"Annotator": StandIn})
+    assert seen["config"] == "weighted_alpaca_eval_gpt4_turbo"
+    assert res["annotator"] == "weighted_alpaca_eval_gpt4_turbo" and res["win_rate"] == pytest.approx(400 / 6)
+    assert res["lc_glm"] == "length_controlled_minimal" and (tmp_path / "metrics.json").exists()

@@ -216,3 +216,25 @@ def test_missing_answer_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"toy has no answer to 1 question\(s\), e.g. \['q1'\]"):
         ah.judge_answers(qs, {}, {"q1": ah.answer_record("q1", "b", "ba")}, ScoreJudge(_rev_score), model="toy",
                          out_path=tmp_path / "j.jsonl", progress=False)
+
+
+def test_openai_judge_sends_v01_prompts_and_asks_again_without_verdict():
+    from types import SimpleNamespace
+
+    from rpo.evaluate.judges import ARENA_HARD_SYSTEM_PROMPT, CONTINUE_PROMPT, OpenAIJudge
+
+    sent, replies = [], iter(["Both answers are long; let me think.", "My final verdict is: [[B>A]]"])
+
+    def create(**kw):
+        sent.append(kw)
+        return SimpleNamespace(choices=[SimpleNamespace(message=SimpleNamespace(content=next(replies)))])
+
+    client = SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+    judge = OpenAIJudge(client=client, attempts=2)
+    text = judge.judge("rev:ab=", "ab", "ba")
+    assert ah.parse_verdict(text) == ("B>A", "ok")
+    first, second = sent
+    assert first["model"] == "gpt-4-1106-preview" and first["temperature"] == 0 and first["max_tokens"] == 4096
+    assert first["messages"][0] == {"role": "system", "content": ARENA_HARD_SYSTEM_PROMPT}
+    assert first["messages"][1]["content"].startswith("<|User Prompt|>\nrev:ab=\n\n<|The Start of Assistant A's")
+    assert second["messages"][-1] == {"role": "user", "content": CONTINUE_PROMPT}

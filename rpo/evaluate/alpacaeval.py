@@ -169,7 +169,8 @@ def lc_bootstrap(annotations: pd.DataFrame, *, rounds: int = 50, seed: int = 0,
 
 def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, *, df_gamed=None,
                         output_dir: Path | str | None = None, lc_bootstrap_rounds: int = 0, seed: int = 0,
-                        max_instances: int | None = None, progress: bool = True) -> dict:
+                        max_instances: int | None = None, progress: bool = True,
+                        alpaca_eval_kwargs: dict | None = None) -> dict:
     """AlpacaEval 2 metrics of ``answers`` against ``reference_answers``.
 
     Args:
@@ -180,6 +181,8 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
             else the offline minimal GLM).
         output_dir: where ``annotations.json`` and ``metrics.json`` are written (atomically).
         lc_bootstrap_rounds: > 0 adds ``lc_standard_error_bootstrap``.
+        alpaca_eval_kwargs: extra arguments for ``alpaca_eval.main.evaluate`` when ``judge`` is a config
+            name (e.g. ``Annotator``, ``caching_path``).
     Returns a dict: ``win_rate``, ``standard_error``, ``length_controlled_winrate``,
     ``lc_standard_error``, ``discrete_win_rate``, ``n_wins``, ``n_wins_base``, ``n_draws``, ``n_total``,
     ``avg_length``, ``lc_glm``, ``lc_extreme_change``, ``annotator``, ``generator``. With fewer than
@@ -189,7 +192,7 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
     if max_instances is not None:
         ref = ref[:max_instances]
     if isinstance(judge, str):
-        annotations = _annotate_with_alpaca_eval(model, ref, judge, output_dir)
+        annotations = _annotate_with_alpaca_eval(model, ref, judge, output_dir, **(alpaca_eval_kwargs or {}))
         annotator = judge
     else:
         annotations = annotate(model, ref, judge, progress=progress)
@@ -220,7 +223,8 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
     return metrics
 
 
-def _annotate_with_alpaca_eval(model: list[dict], ref: list[dict], annotators_config: str, output_dir) -> pd.DataFrame:
+def _annotate_with_alpaca_eval(model: list[dict], ref: list[dict], annotators_config: str, output_dir,
+                               **kwargs) -> pd.DataFrame:
     """alpaca_eval's own annotator (e.g. ``weighted_alpaca_eval_gpt4_turbo``); needs its API key."""
     from alpaca_eval import main as ae_main
 
@@ -232,5 +236,5 @@ def _annotate_with_alpaca_eval(model: list[dict], ref: list[dict], annotators_co
     _, annotations = ae_main.evaluate(
         model_outputs=model_df, reference_outputs=pd.DataFrame(ref), annotators_config=annotators_config,
         output_path=output_dir, precomputed_leaderboard=None, is_return_instead_of_print=True,
-        fn_metric="get_winrate", is_cache_leaderboard=False)
+        fn_metric="get_winrate", sort_by="win_rate", is_cache_leaderboard=False, **kwargs)
     return pd.DataFrame(annotations).reset_index(drop=True)
