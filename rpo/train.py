@@ -22,6 +22,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+SUMMARY_FILE = "train_summary.json"
 LOCAL_SUFFIXES = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -82,6 +83,41 @@ def build_trainer(script_args, training_args, model_args):
                          processing_class=tok, peft_config=get_peft_config(model_args))
 
 
+def eta_on_every_rank(trainer):
+    """eta as held by each process, shape (world, K); raises RuntimeError if any two ranks disagree.
+
+    Every rank applies eq. 7 to the same gathered weights, so the rows must be identical: a difference
+    means the ranks' E-steps diverged and the run is not the algorithm it claims to be."""
+    import torch
+
+    acc = trainer.accelerator
+    etas = acc.gather(trainer.eta.to(acc.device, torch.float64).unsqueeze(0)).cpu()
+    if not torch.equal(etas, etas[:1].expand_as(etas)):
+        raise RuntimeError(f"eta differs across ranks: {etas.tolist()}")
+    return etas
+
+
+def write_summary(trainer, etas) -> Path:
+    """``output_dir/train_summary.json`` (main process, atomic): final eta per annotator and per rank, the
+    eta trajectory (one entry per logged step) and the full log history."""
+    import json
+
+    out = Path(trainer.args.output_dir) / SUMMARY_FILE
+    history = trainer.state.log_history
+    names = trainer.annotator_names or []
+    trajectory = [[h[f"eta/{n}"] for n in names] for h in history if names and f"eta/{names[0]}" in h]
+    summary = {"annotators": names, "eta": trainer.eta.tolist(), "eta_per_rank": etas.tolist(),
+               "world_size": trainer.accelerator.num_processes,
+               "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
+               "eta_trajectory": trajectory, "log_history": history}
+    if trainer.accelerator.is_main_process:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=1, default=str))
+        tmp.replace(out)
+    return out
+
+
 def main(argv=None) -> int:
     from rpo.recipes import load_recipe, normalise_argv
 
@@ -95,7 +131,10 @@ def main(argv=None) -> int:
     trainer = build_trainer(script_args, training_args, model_args)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"saved to {training_args.output_dir}; eta = {trainer.eta.tolist()}")
+    etas = eta_on_every_rank(trainer)
+    summary = write_summary(trainer, etas)
+    trainer.accelerator.print(f"saved to {training_args.output_dir}; eta = {trainer.eta.tolist()} "
+                              f"(identical on {len(etas)} rank(s)); summary: {summary}")
     return 0
 
 

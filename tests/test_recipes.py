@@ -277,3 +277,59 @@ def test_gpu_throughput_dry_run(tmp_path, monkeypatch):
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(bench.build_config(name, dry_run=False))
         assert bench.flop_params(model) == published, name
+
+
+# ------------------------------------------------------------- accelerate launch, 2 processes, gloo
+
+def _noisy_pairs(path: Path, n: int = 32) -> Path:
+    """Two annotators: "a" labels correctly, "b" flips every other label (text pairs for the toy tokenizer)."""
+    rows = []
+    for i in range(n):
+        good, bad = f"{i}+{i}={2 * i}", f"{i}+{i}={2 * i + 1}"
+        ann = "ab"[i % 2]
+        flip = ann == "b" and i % 4 == 1
+        rows.append({"prompt": f"Q{i}: ", "chosen": bad if flip else good, "rejected": good if flip else bad,
+                     "annotator": ann})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.slow
+def test_accelerate_two_processes_match_one_process(tmp_path):
+    """Issue 7's CPU check, through the real cluster entry: ``accelerate launch`` (2 processes, gloo) of
+    ``-m rpo.train`` with accumulation 1 gives the same eta trajectory as one process with accumulation 2,
+    and both ranks hold the same eta (rpo.train checks that itself and records it). About 30 s."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    data = _noisy_pairs(tmp_path / "pairs.jsonl")
+    common = [str(RECIPES_DIR / "smollm2-135m" / "r-dpo.yaml"), "--model_name_or_path", "rpo:toy",
+              "--use_peft", "false", "--dataset_name", str(data), "--max_steps", "4", "--max_length", "64",
+              "--per_device_train_batch_size", "4", "--learning_rate", "0.01", "--warmup_steps", "0",
+              "--ema_alpha", "0.5", "--logging_steps", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRL_EXPERIMENTAL_SILENCE": "1", "HF_HUB_OFFLINE": "1",
+           "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    if accelerate is None:
+        pytest.skip("accelerate's launcher is not installed next to this Python")
+    runs = {"one": [sys.executable, "-m", "rpo.train", *common, "--gradient_accumulation_steps", "2"],
+            "two": [accelerate, "launch", "--config_file", str(ACCEL / "cpu2.yaml"), "--main_process_port", "0",
+                    "-m", "rpo.train", *common, "--gradient_accumulation_steps", "1"]}
+    summaries = {}
+    for name, cmd in runs.items():
+        out = tmp_path / name
+        proc = subprocess.run([*cmd, "--output_dir", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, f"{name}: {proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        summaries[name] = json.loads((out / "train_summary.json").read_text())
+    one, two = summaries["one"], summaries["two"]
+    assert (one["world_size"], one["gradient_accumulation_steps"]) == (1, 2)
+    assert (two["world_size"], two["gradient_accumulation_steps"]) == (2, 1)
+    assert two["eta_per_rank"][0] == two["eta_per_rank"][1], "ranks disagree on eta"
+    assert one["annotators"] == two["annotators"] == ["a", "b"]
+    assert len(one["eta_trajectory"]) == len(two["eta_trajectory"]) == 4
+    for step, (x, y) in enumerate(zip(one["eta_trajectory"], two["eta_trajectory"]), start=1):
+        assert max(abs(u - v) for u, v in zip(x, y)) < 1e-6, f"eta differs at step {step}: {x} vs {y}"
+    assert one["eta_trajectory"][-1] != [0.9, 0.9], "eta never moved: the comparison would be vacuous"
