@@ -199,9 +199,11 @@ def test_judging_writes_v01_records_and_resumes(tmp_path):
     res = ah.evaluate_arenahard(bench, "toy-policy", judge, rounds=20, progress=False)
     path = bench / "model_judgment" / "rev-oracle" / "toy-policy.jsonl"
     recs = formats.read_judgments(path)
-    assert [r["question_id"] for r in recs] == [q["question_id"] for q in formats.read_questions(bench / "question.jsonl")]
+    questions = formats.read_questions(bench / "question.jsonl")
+    assert [r["question_id"] for r in recs] == [q["question_id"] for q in questions]
     g1, g2 = recs[0]["games"]
-    assert set(recs[0]) == {"question_id", "model", "judge", "games"} and set(g1) == {"user_prompt", "judgment", "score"}
+    assert set(recs[0]) == {"question_id", "model", "judge", "games"}
+    assert set(g1) == set(g2) == {"user_prompt", "judgment", "score"}
     assert "<|The Start of Assistant A's Answer|>\ndcab\n" in g1["user_prompt"]  # game 1: baseline first
     assert "<|The Start of Assistant A's Answer|>\ndcba\n" in g2["user_prompt"]  # game 2: swapped
     assert (g1["score"], g2["score"]) == ("B>>A", "A>>B")

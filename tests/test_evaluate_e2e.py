@@ -116,7 +116,8 @@ def test_generate_judge_score_both_harnesses(tmp_path, scorer):
 
 def test_cli_standalone_both_benchmarks(tmp_path, capsys):
     bench = tmp_path / "bench"
-    qs = [{"question_id": f"q{i}", "turns": [{"content": f"rev:{w}="}]} for i, w in enumerate(["ab", "abc", "cab", "ba", "bca"])]
+    words = ["ab", "abc", "cab", "ba", "bca"]
+    qs = [{"question_id": f"q{i}", "turns": [{"content": f"rev:{w}="}]} for i, w in enumerate(words)]
     formats.write_jsonl(bench / "question.jsonl", qs)
     formats.write_jsonl(bench / "model_answer" / "gpt-4-0314.jsonl",
                         [ah.answer_record(q["question_id"], "gpt-4-0314", "zz") for q in qs])

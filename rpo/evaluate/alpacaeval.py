@@ -89,9 +89,10 @@ def annotate(model_outputs, reference_outputs, judge, *, progress: bool = True) 
     return pd.DataFrame(rows)
 
 
-def find_df_gamed(path: Path | str | None = None) -> Path | None:
+def find_df_gamed(path: Path | str | None = None, *, download: bool = False) -> Path | None:
     """A local ``df_gamed.csv``: ``path``, else ``$RPO_ALPACAEVAL_DF_GAMED``, else the Hugging Face
-    cache (never downloads); None when there is none."""
+    cache (fetched from the Hub first only with ``download=True``, e.g. on a cluster); None when
+    there is none."""
     path = path or os.environ.get("RPO_ALPACAEVAL_DF_GAMED")
     if path:
         if not Path(path).exists():
@@ -101,8 +102,8 @@ def find_df_gamed(path: Path | str | None = None) -> Path | None:
         from huggingface_hub import hf_hub_download
 
         return Path(hf_hub_download("tatsu-lab/alpaca_eval", "df_gamed.csv", repo_type="dataset",
-                                    local_files_only=True))
-    except Exception:  # not cached: the offline GLM is used
+                                    local_files_only=not download))
+    except Exception:  # not cached (or no network): the offline GLM is used
         return None
 
 
@@ -138,13 +139,13 @@ def length_controlled(annotations: pd.DataFrame, *, df_gamed: Path | str | None 
             glm_name, csv = LC_OFFICIAL, Path(df_gamed)
             n_known = pd.read_csv(csv, usecols=["index"])["index"].nunique()
             if df.index.max() >= n_known:
-                raise ValueError(f"annotation position {df.index.max()} but {csv} knows {n_known} instructions; the official LC "
-                                 "needs AlpacaEval's 805 instructions in the dataset's order")
+                raise ValueError(f"annotation position {df.index.max()} but {csv} knows {n_known} instructions; "
+                                 "the official LC needs AlpacaEval's 805 instructions in the dataset's order")
         else:
             glm_name, csv = LC_OFFLINE, Path(tmp) / "df_gamed_stub.csv"
-            pd.DataFrame({"model": "stub", "index": np.arange(df.index.max() + 1),
-                          "instruction_difficulty": 0.0}).to_csv(
-                csv, index=False)
+            stub = pd.DataFrame({"model": "stub", "index": np.arange(df.index.max() + 1),
+                                 "instruction_difficulty": 0.0})
+            stub.to_csv(csv, index=False)
         with _df_gamed_served(csv) as glm:
             out = glm.get_length_controlled_winrate(df, glm_name=glm_name, save_weights_dir=None,
                                                     is_add_glm_preference_inplace=False,
@@ -168,6 +169,7 @@ def lc_bootstrap(annotations: pd.DataFrame, *, rounds: int = 50, seed: int = 0,
 
 
 def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, *, df_gamed=None,
+                        download_df_gamed: bool = False,
                         output_dir: Path | str | None = None, lc_bootstrap_rounds: int = 0, seed: int = 0,
                         max_instances: int | None = None, progress: bool = True,
                         alpaca_eval_kwargs: dict | None = None) -> dict:
@@ -178,7 +180,7 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
         judge: an alpaca_eval annotator config name (cluster: needs an API key), a judge object with
             ``preference``, or a ``score(prompt, response)`` callable (offline).
         df_gamed: a local ``df_gamed.csv`` for the official LC (else found by :func:`find_df_gamed`,
-            else the offline minimal GLM).
+            else the offline minimal GLM); ``download_df_gamed=True`` lets it come from the Hub.
         output_dir: where ``annotations.json`` and ``metrics.json`` are written (atomically).
         lc_bootstrap_rounds: > 0 adds ``lc_standard_error_bootstrap``.
         alpaca_eval_kwargs: extra arguments for ``alpaca_eval.main.evaluate`` when ``judge`` is a config
@@ -197,7 +199,7 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
     else:
         annotations = annotate(model, ref, judge, progress=progress)
         annotator = annotations["annotator"].iloc[0]
-    df_gamed = find_df_gamed(df_gamed)
+    df_gamed = find_df_gamed(df_gamed, download=download_df_gamed)
     if df_gamed is not None and len(annotations) != ALPACAEVAL_SIZE:
         logging.warning("df_gamed.csv found but %d annotations (not AlpacaEval's %d): offline GLM used",
                         len(annotations), ALPACAEVAL_SIZE)

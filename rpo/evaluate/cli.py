@@ -85,6 +85,7 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
                                           "(default: the reference's instructions)")
     a.add_argument("--generator", help="generator name written in the answers (default: --model)")
     a.add_argument("--df-gamed", help="local df_gamed.csv for the official length-controlled GLM")
+    a.add_argument("--download-df-gamed", action="store_true", help="fetch df_gamed.csv from the Hub (cluster)")
     a.add_argument("--output-dir", help="writes annotations.json and metrics.json")
     a.add_argument("--lc-bootstrap", type=int, default=0, help="rounds for a bootstrap LC standard error")
     _common(a, ALPACAEVAL_ANNOTATOR)
@@ -127,6 +128,7 @@ def run_alpacaeval(args) -> dict:
     judge = make_judge(args.judge, tie_margin=args.tie_margin, strong_margin=args.strong_margin,
                        soft_temperature=args.soft_temperature)
     return evaluate_alpacaeval(args.answers, args.reference, judge, df_gamed=args.df_gamed,
+                               download_df_gamed=args.download_df_gamed,
                                output_dir=args.output_dir, lc_bootstrap_rounds=args.lc_bootstrap, seed=args.seed,
                                progress=not args.no_progress)
 
