@@ -262,7 +262,7 @@ def evaluate_arenahard(bench_dir: Path | str, model: str, judge=None, *, baselin
         raise ValueError(f"{path}: {bad} game(s) without a usable verdict: {report}")
     all_battles = pd.concat([battles_from_judgments(r, baseline=baseline, weight=weight)[0]
                              for r in judged.values()], ignore_index=True)
-    board = leaderboard(all_battles, baseline=baseline, rounds=rounds, seed=seed)
+    board = leaderboard(all_battles, baseline=baseline, rounds=rounds, seed=seed, progress=progress)
     row = board.set_index("model").loc[model]
     qids = {r["question_id"] for r in judged[model]}
     return {
