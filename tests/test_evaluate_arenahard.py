@@ -240,3 +240,12 @@ def test_openai_judge_sends_v01_prompts_and_asks_again_without_verdict():
     assert first["messages"][0] == {"role": "system", "content": ARENA_HARD_SYSTEM_PROMPT}
     assert first["messages"][1]["content"].startswith("<|User Prompt|>\nrev:ab=\n\n<|The Start of Assistant A's")
     assert second["messages"][-1] == {"role": "user", "content": CONTINUE_PROMPT}
+
+
+def test_score_judge_margins_and_argument_errors():
+    judge = ScoreJudge(lambda p, r: float(r), tie_margin=0.1, strong_margin=0.5)
+    assert [judge.verdict("q", "0.5", b) for b in ("0.45", "0.3", "0.9", "-0.2")] == ["A=B", "A>B", "B>A", "A>>B"]
+    with pytest.raises(ValueError, match="tie_margin <= strong_margin"):
+        ScoreJudge(lambda p, r: 0.0, tie_margin=0.6, strong_margin=0.5)
+    with pytest.raises(ValueError, match="score must be callable"):
+        ScoreJudge("oracle")
