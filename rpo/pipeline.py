@@ -283,6 +283,12 @@ def execute(run: Run, run_dir, notebooks_dir=NOTEBOOKS, kernel_name: str = "pyth
         if not p["json"].exists():  # a notebook that reports nothing still leaves a provenance record
             write_metrics(p["json"], run.params, {})
         rec = json.loads(p["json"].read_text())
+        if not isinstance(rec, dict):
+            raise ValueError(f"{p['json']}: the notebook wrote a {type(rec).__name__}, expected a JSON object")
+        # a notebook that wrote its JSON by hand still gets the provenance write_metrics records
+        for key, value in (("run_id", rid), ("params", run.params), ("git_commit", git_commit()),
+                           ("package_versions", package_versions())):
+            rec.setdefault(key, value)
         rec["pipeline"] = {"notebook": run.notebook, "seconds": round(time.time() - start, 2)}
         atomic_write_json(p["json"], rec)
         os.replace(p["tmp"], p["ipynb"])  # the run counts as done from this instant
