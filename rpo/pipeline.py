@@ -296,14 +296,7 @@ def execute(run: Run, run_dir, notebooks_dir=NOTEBOOKS, kernel_name: str = "pyth
         p["failed_ipynb"].unlink(missing_ok=True)
         return {"id": rid, "status": "done", "seconds": time.time() - start, "error": None}
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded, the others go on
-        err = {"run_id": rid, "notebook": run.notebook, "params": run.params, "error_type": type(e).__name__,
-               "error": str(e)[-4000:], "traceback": traceback.format_exc()[-20000:],
-               "cell_traceback": _ANSI.sub("", "\n".join(getattr(e, "traceback", []) or []))[-20000:],
-               "seconds": round(time.time() - start, 2), "git_commit": git_commit(),
-               "package_versions": package_versions()}
-        atomic_write_json(p["failed"], err)
-        if p["tmp"].exists():
-            os.replace(p["tmp"], p["failed_ipynb"])
+        record_failure(run, run_dir, e, time.time() - start)
         return {"id": rid, "status": "failed", "seconds": time.time() - start,
                 "error": f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"}
 
@@ -314,6 +307,27 @@ def _declared(nb, extra: dict) -> dict:
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     src = cells[0].source if cells else ""
     return {k: v for k, v in extra.items() if re.search(rf"^{k}\s*[:=]", src, re.M)}
+
+
+def _result(future, run: Run, run_dir) -> dict:
+    """A worker's outcome; a worker that died (e.g. killed for memory: BrokenProcessPool) is recorded
+    as a failure of its run, like a notebook error, and the others go on."""
+    try:
+        return future.result()
+    except Exception as e:  # noqa: BLE001
+        record_failure(run, run_dir, e, seconds=0.0)
+        return {"id": run.id, "status": "failed", "seconds": 0.0, "error": f"{type(e).__name__}: {e}"}
+
+
+def record_failure(run: Run, run_dir, e: BaseException, seconds: float) -> None:
+    p = paths(run_dir, run.id)
+    err = {"run_id": run.id, "notebook": run.notebook, "params": run.params, "error_type": type(e).__name__,
+           "error": str(e)[-4000:], "traceback": "".join(traceback.format_exception(e))[-20000:],
+           "cell_traceback": _ANSI.sub("", "\n".join(getattr(e, "traceback", []) or []))[-20000:],
+           "seconds": round(seconds, 2), "git_commit": git_commit(), "package_versions": package_versions()}
+    atomic_write_json(p["failed"], err)
+    if p["tmp"].exists():
+        os.replace(p["tmp"], p["failed_ipynb"])
 
 
 def _worker(args):
@@ -373,7 +387,8 @@ def run_plan(plan: Plan, run_dir, *, jobs: int = 1, notebooks_dir=NOTEBOOKS, ker
                 from concurrent.futures import ProcessPoolExecutor, as_completed
 
                 pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
-                outcomes = (f.result() for f in as_completed([pool.submit(_worker, b) for b in batch]))
+                futures = {pool.submit(_worker, b): b[0] for b in batch}
+                outcomes = (_result(f, futures[f], run_dir) for f in as_completed(futures))
             try:
                 for out in outcomes:
                     results.append(out)

@@ -261,3 +261,19 @@ def test_cli_errors(tmp_path, capsys):
     except ImportError:
         assert main(["eval", "alpacaeval"]) == 2
         assert "rpo.evaluate.cli" in capsys.readouterr().err
+
+
+def dies_hard(run, run_dir, *a):
+    """A worker process that vanishes (as when killed for memory) on one run."""
+    if run.params["configs"][0]["robust"]:
+        os._exit(9)
+    return fake_execute(run, run_dir, *a)
+
+
+def test_dead_worker_is_recorded_as_failed(tmp_path):
+    plan = expand(small_profile())
+    res = run_plan(plan, tmp_path, jobs=2, execute_fn=dies_hard, progress=False, notebooks_dir=_nbdir(tmp_path))
+    failed = [r["id"] for r in res if r["status"] == "failed"]
+    assert failed and all((tmp_path / f"{rid}.failed.json").exists() for rid in failed)
+    assert all(status(tmp_path, r.id) in ("done", "failed") for r in plan.runs)   # nothing unaccounted
+    assert "BrokenProcessPool" in json.loads((tmp_path / f"{failed[0]}.failed.json").read_text())["error_type"]
