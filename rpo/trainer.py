@@ -41,6 +41,7 @@ import torch
 from accelerate.utils import is_peft_model
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
+from trl.trainer.utils import add_fused_lm_head
 
 from rpo.checks import check_alpha, check_eta0
 from rpo.em import OBJECTIVES, e_step, ema_update, full_update, init_eta, rpo_loss
@@ -231,6 +232,9 @@ class RobustTrainer(DPOTrainer):
         if self._reference_free:
             self.precompute_ref_logps = False
         self.data_collator = RobustCollator(self.data_collator)
+        # DPOTrainer's fused head also computes entropy, mean logits and top-1 hits for its metrics; this
+        # trainer logs none of them, so the head is re-patched to compute the log-probs only.
+        add_fused_lm_head(self.model.get_base_model() if is_peft_model(self.model) else self.model)
         self.eta = init_eta(len(self.annotator_names), args.eta0)
         self.add_callback(_EtaCallback(self))
         if self.args.should_save:

@@ -330,3 +330,31 @@ def test_integer_annotator_ids_and_k_from_config(tok, pairs, tmp_path):
     eta = trainer.eta.tolist()
     assert eta[1] == eta[3] == 0.9 and eta[0] != 0.9 and eta[2] != 0.9  # absent annotators keep eta (Alg. 1 l. 8)
     assert len(first_batch(trainer)[ANNOTATOR_ID]) == 8
+
+
+def test_evaluate_reports_loss_and_confidences(tok, pairs, tmp_path):
+    ds = pairs(8)
+    trainer = make(tok, ds, tmp_path, "ipo")
+    trainer.eval_dataset = trainer._prepare_dataset(pairs(8, seed=3), tok, trainer.args, "eval")
+    metrics = trainer.evaluate()
+    assert torch.isfinite(torch.tensor(metrics["eval_loss"])) and 0 < metrics["eval_w/mean"] < 1
+    assert trainer._w_buffer == []  # evaluation never feeds eq. 7
+
+
+def test_peft_reference_is_the_adapter_free_model(tok, pairs, tmp_path):
+    """With LoRA and no ref_model, TRL's reference is the policy with the adapter disabled: at step 0
+    the policy equals it, so DPO's loss is exactly log 2."""
+    from peft import LoraConfig
+
+    trainer = RobustTrainer(build_toy_model(0, tokenizer=tok), args=RobustConfig(
+        output_dir=str(tmp_path), pref_loss="dpo", max_steps=2, per_device_train_batch_size=8, learning_rate=1e-2,
+        save_strategy="no", **CPU), train_dataset=pairs(8), processing_class=tok,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    assert trainer.ref_model is None
+    trainer.model.train()
+    robust_at_start = batch_loss(trainer)
+    trainer.train()
+    assert trainer.eta.item() != 0.9
+    # eta = 0.9 and h = 0: gibbs loss = -(0.9 log s(0) + 0.1 log s(0)) = log 2
+    assert robust_at_start == pytest.approx(0.693147, abs=1e-5)
+    assert batch_loss(trainer) < robust_at_start
