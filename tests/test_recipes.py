@@ -134,21 +134,47 @@ def test_ddp_accelerate_config():
 
 # ----------------------------------------------------------------------------------------- deepspeed
 
-def _filled_ds_config(cfg, world_size=8, hidden_size=4096, steps=1000) -> dict:
-    """ds_zero3.json with its "auto" values filled the way the HF Trainer fills them on ``world_size`` GPUs."""
-    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
+def _fill_auto(cfg, world_size=8, hidden_size=4096) -> dict:
+    """ds_zero3.json with its "auto" values filled by the HF Trainer's rules
+    (transformers.integrations.deepspeed.HfTrainerDeepSpeedConfig), written out so this runs without
+    deepspeed; test_ds_config_accepted_by_deepspeed checks it against the real class where it can."""
+    ds = json.loads((ACCEL / "ds_zero3.json").read_text())
+    z = ds["zero_optimization"]
+    fills = {("train_micro_batch_size_per_gpu",): cfg.per_device_train_batch_size,
+             ("gradient_accumulation_steps",): cfg.gradient_accumulation_steps,
+             ("train_batch_size",): world_size * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps,
+             ("gradient_clipping",): cfg.max_grad_norm, ("bf16", "enabled"): True,  # recipe's bf16 (parsed use_cpu)
+             ("zero_optimization", "reduce_bucket_size"): hidden_size * hidden_size,
+             ("zero_optimization", "stage3_prefetch_bucket_size"): int(0.9 * hidden_size * hidden_size),
+             ("zero_optimization", "stage3_param_persistence_threshold"): 10 * hidden_size}
+    for keys, value in fills.items():
+        node = ds
+        for k in keys[:-1]:
+            node = node[k]
+        if node.get(keys[-1]) == "auto":
+            node[keys[-1]] = value
+    assert z is ds["zero_optimization"]
+    return ds
+
+
+def _hf_filled(cfg, world_size=8, hidden_size=4096, steps=1000) -> dict:
+    """The same, by transformers' own HfTrainerDeepSpeedConfig (needs deepspeed installed)."""
+    from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig, unset_hf_deepspeed_config
 
     keys = ("per_device_train_batch_size", "gradient_accumulation_steps", "max_grad_norm", "learning_rate",
             "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay", "save_on_each_node", "fp16",
             "fp16_full_eval", "bf16", "bf16_full_eval")
     args = types.SimpleNamespace(world_size=world_size, get_warmup_steps=cfg.get_warmup_steps,
                                  **{k: getattr(cfg, k) for k in keys})
-    args.bf16 = True  # parsed with use_cpu; the recipe's bf16 is checked in test_paper_settings
-    hf = HfTrainerDeepSpeedConfig(json.loads((ACCEL / "ds_zero3.json").read_text()))
-    hf.trainer_config_process(args)
-    hf.trainer_config_finalize(args, types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=hidden_size)),
-                               steps)
-    return hf.config
+    args.bf16 = True
+    try:  # the constructor registers a global zero-3 flag in transformers: never leak it to other tests
+        hf = HfTrainerDeepSpeedConfig(json.loads((ACCEL / "ds_zero3.json").read_text()))
+        hf.trainer_config_process(args)
+        model = types.SimpleNamespace(config=types.SimpleNamespace(hidden_size=hidden_size))
+        hf.trainer_config_finalize(args, model, steps)
+        return hf.config
+    finally:
+        unset_hf_deepspeed_config()
 
 
 def test_ds_zero3_json_required_keys():
@@ -163,7 +189,7 @@ def test_ds_zero3_json_required_keys():
     assert "optimizer" not in ds and "scheduler" not in ds  # AdamW and cosine come from the recipe (HF Trainer)
 
     _, cfg, _ = load_recipe(recipe_path("llama-3-8b-instruct", "r-dpo"), CPU)
-    filled = _filled_ds_config(cfg)
+    filled = _fill_auto(cfg)
     assert "auto" not in json.dumps(filled)
     assert (filled["train_batch_size"], filled["train_micro_batch_size_per_gpu"],
             filled["gradient_accumulation_steps"], filled["bf16"]["enabled"]) == (64, 2, 4, True)
@@ -176,7 +202,8 @@ def test_ds_config_accepted_by_deepspeed(model_key, monkeypatch):
     import deepspeed.runtime.config as dsc
 
     _, cfg, _ = load_recipe(recipe_path(model_key, "r-dpo"), CPU)
-    filled = _filled_ds_config(cfg)
+    filled = _hf_filled(cfg)
+    assert filled == _fill_auto(cfg), "the written-out fill rules no longer match transformers'"
     monkeypatch.setattr(dsc.dist, "get_rank", lambda *a, **k: 0)  # no process group on a CPU test box
 
     class EightRanks:
