@@ -18,6 +18,7 @@ from typing import Sequence
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 PAPER_MODELS = ("mistral-7b-instruct", "llama-3-8b-instruct")
 METHODS = ("dpo", "ipo", "simpo", "cpo", "r-dpo", "r-ipo", "r-simpo", "r-cpo")
+BASELINES = ("cdpo", "rdpo")  # known-noise baselines (RobustConfig.baseline), beyond the paper
 
 
 def recipe_path(model: str, method: str) -> Path:

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rpo.recipes import METHODS, PAPER_MODELS, RECIPES_DIR, list_recipes, load_recipe, recipe_path
+from rpo.recipes import BASELINES, METHODS, PAPER_MODELS, RECIPES_DIR, list_recipes, load_recipe, recipe_path
 
 ROOT = RECIPES_DIR.parent
 ACCEL = RECIPES_DIR / "accelerate"
 CPU = ["--use_cpu", "true"]  # transformers refuses bf16 without a GPU unless use_cpu is set
-PAPER = [(m, meth) for m in PAPER_MODELS for meth in METHODS]
+PAPER = [(m, meth) for m in PAPER_MODELS for meth in METHODS + BASELINES]
 HUB = {"mistral-7b-instruct": ("mistralai/Mistral-7B-Instruct-v0.2", "princeton-nlp/mistral-instruct-ultrafeedback"),
        "llama-3-8b-instruct": ("meta-llama/Meta-Llama-3-8B-Instruct", "princeton-nlp/llama3-ultrafeedback-armorm")}
 GAMMA_BETA_RATIO = {"mistral-7b-instruct": 0.1, "llama-3-8b-instruct": 0.3}  # SimPO's training_configs
@@ -47,8 +47,11 @@ def test_every_recipe_parses_into_real_classes(path):
 
     script, cfg, model = load_recipe(path, CPU)
     assert type(script) is ScriptArguments and type(cfg) is RobustConfig and type(model) is ModelConfig
-    base = path.stem.removeprefix("r-")
-    assert cfg.pref_loss == base and cfg.robust == path.stem.startswith("r-")
+    if path.stem in BASELINES:
+        assert (cfg.pref_loss, cfg.robust, cfg.baseline) == ("dpo", False, path.stem) and 0 < cfg.noise_eps < 0.5
+    else:
+        assert cfg.pref_loss == path.stem.removeprefix("r-") and cfg.robust == path.stem.startswith("r-")
+        assert cfg.baseline is None
     header = path.read_text().splitlines()[:6]
     launch = [line for line in header if "rpo.train" in line]
     assert launch, f"{path}: no launch command in the header comment"
@@ -71,7 +74,7 @@ def test_paper_settings(model_key, method):
     if cfg.robust:
         assert (cfg.eta0, cfg.ema_alpha, cfg.eta_update, cfg.objective) == (0.9, 0.1, "batch", "gibbs")
     assert cfg.gamma == pytest.approx(GAMMA_BETA_RATIO[model_key] * 0.01 if cfg.pref_loss == "simpo" else 0.0)
-    assert cfg.cpo_alpha == 1.0 and cfg.baseline is None
+    assert cfg.cpo_alpha == 1.0
 
 
 def test_override_and_errors(tmp_path):
