@@ -326,6 +326,8 @@ class RobustTrainer(DPOTrainer):
         seq_len = completion_mask.size(1) - 1
         model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
         model_kwargs["use_cache"] = False
+        if self.aux_loss_enabled:  # MoE: as DPOTrainer, ask for router logits to get outputs.aux_loss
+            model_kwargs["output_router_logits"] = True
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
         outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
         chosen_logps, rejected_logps = outputs.log_probs[:, -seq_len:].sum(dim=1).chunk(2, dim=0)
@@ -356,6 +358,8 @@ class RobustTrainer(DPOTrainer):
             if mode == "train":
                 self._w_buffer.append((w.detach().cpu(), ids.cpu()))
         loss = OBJECTIVE_FNS[self.method](loss_wl, loss_lw, w, self.args).mean()
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
 
         gather = self.accelerator.gather_for_metrics
         metrics = self._metrics[mode]
