@@ -184,13 +184,14 @@ def run(a: argparse.Namespace, save=lambda res: None) -> dict:
                "versions": versions()}
     from tqdm.auto import tqdm
 
-    for name in a.archs:
+    for i, name in enumerate(a.archs):
+        deadline = t_start + a.budget_s * (i + 1) / len(a.archs)  # each architecture gets its share
         trainers, tokens_per_step, seq_len, n_flop = make_trainers(name, a, device)
         L, h = trainers["DPO"][0].model.config.num_hidden_layers, trainers["DPO"][0].model.config.hidden_size
         flops_per_token = (6 * n_flop + 12 * L * h * seq_len) + (2 * n_flop + 4 * L * h * seq_len)
         rounds, partial = [], False
         for r in tqdm(range(a.rounds + 1), desc=name):
-            if time.perf_counter() - t_start > a.budget_s:
+            if time.perf_counter() > deadline:
                 partial = True
                 break
             order = ("DPO", "R-DPO") if r % 2 == 0 else ("R-DPO", "DPO")

@@ -75,10 +75,13 @@ def build_trainer(script_args, training_args, model_args):
 
     from rpo.trainer import RobustTrainer
 
+    from accelerate import PartialState
+
     model, ref, tok = build_model(model_args, training_args)
-    train = load_split(script_args, script_args.dataset_train_split)
     evaluate = training_args.eval_strategy != "no"  # IntervalStrategy is a str enum
-    eval_ds = load_split(script_args, script_args.dataset_test_split) if evaluate else None
+    with PartialState().main_process_first():  # rank 0 downloads and caches; the others then read the cache
+        train = load_split(script_args, script_args.dataset_train_split)
+        eval_ds = load_split(script_args, script_args.dataset_test_split) if evaluate else None
     return RobustTrainer(model=model, ref_model=ref, args=training_args, train_dataset=train, eval_dataset=eval_ds,
                          processing_class=tok, peft_config=get_peft_config(model_args))
 
