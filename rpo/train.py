@@ -71,11 +71,10 @@ def build_model(model_args, training_args):
 
 def build_trainer(script_args, training_args, model_args):
     """A :class:`rpo.RobustTrainer` for parsed recipe arguments (nothing is trained yet)."""
+    from accelerate import PartialState
     from trl import get_peft_config
 
     from rpo.trainer import RobustTrainer
-
-    from accelerate import PartialState
 
     model, ref, tok = build_model(model_args, training_args)
     evaluate = training_args.eval_strategy != "no"  # IntervalStrategy is a str enum
