@@ -21,26 +21,39 @@ from pathlib import Path
 import torch
 
 
-def train_dpo(world, pairs, *, seed: int, steps: int, lr: float, beta: float, batch_size: int):
-    """Plain DPO with TRL's DPOTrainer, policy and reference both the world's reference policy."""
+def train_dpo(world, pairs, *, seed: int, steps: int, lr: float, beta: float, batch_size: int,
+              method: str = "trl-dpo"):
+    """Train from the world's reference policy (policy and reference both start there).
+
+    ``method``: "trl-dpo" (TRL's own DPOTrainer: plain DPO independent of this project's trainer),
+    "dpo" (rpo.RobustTrainer, robust=False) or "r-dpo" (rpo.RobustTrainer, RPO with the paper's eta0 0.9,
+    alpha 0.1). Returns (policy, reference, tokenizer, train seconds, trainer)."""
     from trl import DPOConfig, DPOTrainer
 
     policy, tok = world.load_reference()
     ref, _ = world.load_reference()
+    common = dict(per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=lr,
+                  beta=beta, lr_scheduler_type="constant", warmup_steps=0, use_cpu=True, bf16=False,
+                  gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=10 ** 6,
+                  seed=seed, disable_tqdm=True, dataloader_num_workers=0)
     with tempfile.TemporaryDirectory() as out:
-        args = DPOConfig(
-            output_dir=out, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=lr,
-            beta=beta, lr_scheduler_type="constant", warmup_steps=0, use_cpu=True, bf16=False,
-            gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=10 ** 6,
-            seed=seed, disable_tqdm=True, dataloader_num_workers=0,
-        )
-        trainer = DPOTrainer(model=policy, ref_model=ref, args=args, processing_class=tok,
-                             train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]))
+        if method == "trl-dpo":
+            trainer = DPOTrainer(model=policy, ref_model=ref, args=DPOConfig(output_dir=out, **common),
+                                 processing_class=tok,
+                                 train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]))
+        elif method in ("dpo", "r-dpo"):
+            from rpo.trainer import RobustConfig, RobustTrainer
+
+            args = RobustConfig(output_dir=out, pref_loss="dpo", robust=method == "r-dpo", **common)
+            trainer = RobustTrainer(model=policy, ref_model=ref, args=args, processing_class=tok,
+                                    train_dataset=pairs.select_columns(["prompt", "chosen", "rejected", "annotator"]))
+        else:
+            raise ValueError(f"unknown method {method!r}; expected trl-dpo, dpo or r-dpo")
         t0 = time.perf_counter()
         trainer.train()
         train_s = time.perf_counter() - t0
     policy.eval()
-    return policy, ref, tok, train_s
+    return policy, ref, tok, train_s, trainer
 
 
 def main():
@@ -52,12 +65,16 @@ def main():
     ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--samples", type=int, default=4, help="samples per held-out prompt")
-    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
+    ap.add_argument("--method", default="trl-dpo", choices=["trl-dpo", "dpo", "r-dpo"])
+    ap.add_argument("--out", default=None, help="default: benchmarks/noise_premise[_<method>].json")
     a = ap.parse_args()
+    if a.out is None:
+        stem = Path(__file__).with_suffix("")
+        a.out = f"{stem}.json" if a.method == "trl-dpo" else f"{stem}_{a.method}.json"
     torch.set_num_threads(1)
 
-    from rpo.data import single_annotator
-    from rpo.metrics import generation_quality, mean_ci, preference_accuracy
+    from rpo.data import single_annotator, true_reliability
+    from rpo.metrics import flag_auroc, generation_quality, mean_ci, preference_accuracy
     from rpo.world import WorldConfig, build_world, sample_responses
 
     t0 = time.perf_counter()
@@ -73,13 +90,18 @@ def main():
     for seed in range(a.seeds):
         for rate in a.noise:
             pairs = single_annotator(world.train, rate, seed=seed)
-            policy, ref, tok, train_s = train_dpo(world, pairs, seed=seed, steps=a.steps, lr=a.lr,
-                                                  beta=a.beta, batch_size=a.batch_size)
+            policy, ref, tok, train_s, trainer = train_dpo(world, pairs, seed=seed, steps=a.steps, lr=a.lr,
+                                                           beta=a.beta, batch_size=a.batch_size, method=a.method)
+            extra = {}
+            if a.method == "r-dpo":  # RPO's own estimates against the hidden truth
+                w = trainer.label_confidences(pairs.select_columns(["prompt", "chosen", "rejected", "annotator"]))
+                extra = {"eta_hat": float(trainer.eta[0]), "eta_true": true_reliability(pairs)["a1"],
+                         "flag_auroc": flag_auroc(w.numpy(), pairs["is_flipped"])}
             gq = generation_quality(policy, tok, world.heldout, reference_responses=ref_resp, n=a.samples,
                                     seed=seed + 1)
             acc = preference_accuracy(policy, tok, world.test, reference=ref)
             run = {"seed": seed, "noise": rate, "train_s": round(train_s, 2), "pref_acc": acc, **gq,
-                   "flip_rate": float(sum(pairs["is_flipped"]) / len(pairs))}
+                   "flip_rate": float(sum(pairs["is_flipped"]) / len(pairs)), **extra}
             runs.append(run)
             print(json.dumps(run), flush=True)
 
@@ -88,20 +110,28 @@ def main():
         rs = [r for r in runs if r["noise"] == rate]
         summary[str(rate)] = {k: mean_ci([r[k] for r in rs]) for k in ("win_rate", "mean_reward", "pref_acc", "train_s")}
     lo, hi = min(a.noise), max(a.noise)
-    diffs = [r0["win_rate"] - r1["win_rate"] for r0, r1 in zip(
-        [r for r in runs if r["noise"] == lo], [r for r in runs if r["noise"] == hi])]
-    d_mean, d_half = mean_ci(diffs)
-    w_lo, w_hi = summary[str(lo)]["win_rate"], summary[str(hi)]["win_rate"]
-    passed = d_mean > d_half and (w_lo[0] - w_lo[1]) > (w_hi[0] + w_hi[1])
+    d_mean = d_half = float("nan")
+    passed = None
+    if lo != hi:
+        diffs = [r0["win_rate"] - r1["win_rate"] for r0, r1 in zip(
+            [r for r in runs if r["noise"] == lo], [r for r in runs if r["noise"] == hi])]
+        d_mean, d_half = mean_ci(diffs)
+        w_lo, w_hi = summary[str(lo)]["win_rate"], summary[str(hi)]["win_rate"]
+        passed = bool(d_mean > d_half and (w_lo[0] - w_lo[1]) > (w_hi[0] + w_hi[1]))
     print("\nnoise  win_rate (95% CI)      mean_reward        pref_acc           train_s")
     for rate in a.noise:
         s = summary[str(rate)]
         print(f"{rate:<5}  " + "  ".join(f"{m:.3f} +- {h:.3f}" for m, h in
                                           (s["win_rate"], s["mean_reward"], s["pref_acc"], s["train_s"])))
-    print(f"paired win-rate drop {lo} -> {hi}: {d_mean:.3f} +- {d_half:.3f} (95%, {a.seeds} seeds); "
-          f"intervals disjoint and drop > CI: {'PASS' if passed else 'FAIL'}")
-    result = {"args": vars(a), "world": world.path.name, "reference_vs_itself": base, "runs": runs,
-              "summary": summary, "drop": [d_mean, d_half], "passed": bool(passed)}
+    if passed is not None:
+        print(f"paired win-rate drop {lo} -> {hi}: {d_mean:.3f} +- {d_half:.3f} (95%, {a.seeds} seeds); "
+              f"intervals disjoint and drop > CI: {'PASS' if passed else 'FAIL'}")
+    for key in ("eta_hat", "eta_true", "flag_auroc"):
+        if runs and key in runs[0]:
+            print(f"{key}: " + ", ".join(f"noise {rate}: {m:.3f} +- {h:.3f}" for rate in a.noise
+                                         for m, h in [mean_ci([r[key] for r in runs if r['noise'] == rate])]))
+    result = {"args": vars(a), "method": a.method, "world": world.path.name, "reference_vs_itself": base, "runs": runs,
+              "summary": summary, "drop": [d_mean, d_half], "passed": passed}
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(result, f, indent=1)
