@@ -13,6 +13,7 @@ hook (the eq. 7 update of eta). Steps of the two trainers alternate (A B A B ...
 other processes on a shared machine hits both alike; medians, not means. Target: ratio <= 1.02.
 
     OMP_NUM_THREADS=1 python benchmarks/step_time.py [--steps 200] [--warmup 20] [--json out.json]
+        [--hidden 64 --layers 2]   (a wider toy shows the fixed O(B) cost of RPO shrinking)
 """
 
 from __future__ import annotations
@@ -48,15 +49,15 @@ def toy_pairs(n: int = 8, seed: int = 0):
                               "rejected": [w[::-1] for w in words]})
 
 
-def build(kind: str, tok, data, out: str):
+def build(kind: str, tok, data, out: str, size: dict | None = None):
     from trl import DPOConfig, DPOTrainer
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
     from rpo.models import build_toy_model
     from rpo.trainer import RobustConfig, RobustTrainer
 
-    model = build_toy_model(0, tokenizer=tok)
-    ref = build_toy_model(1, tokenizer=tok)
+    model = build_toy_model(0, tokenizer=tok, **(size or {}))
+    ref = build_toy_model(1, tokenizer=tok, **(size or {}))
     if kind == "R-DPO":
         return RobustTrainer(model, ref_model=ref, args=RobustConfig(output_dir=out, pref_loss="dpo", beta=0.1, **CPU),
                              train_dataset=data, processing_class=tok)
@@ -106,10 +107,10 @@ class Stepper:
         return dt
 
 
-def race(kinds: list[str], tok, data, steps: int, warmup: int) -> dict[str, float]:
+def race(kinds: list[str], tok, data, steps: int, warmup: int, size: dict) -> dict[str, float]:
     """Median seconds per step of each trainer, steps taken round-robin in a rotating order."""
     with tempfile.TemporaryDirectory() as out:
-        steppers = [Stepper(build(k, tok, data, out)) for k in kinds]
+        steppers = [Stepper(build(k, tok, data, out, size)) for k in kinds]
         for i in range(warmup + steps):
             shift = i % len(steppers)
             for s in steppers[shift:] + steppers[:shift]:
@@ -124,6 +125,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--hidden", type=int, default=64, help="toy model width (rpo.models default 64)")
+    parser.add_argument("--layers", type=int, default=2, help="toy model depth (rpo.models default 2)")
     opts = parser.parse_args()
     torch.set_num_threads(1)
     import transformers
@@ -137,11 +140,11 @@ def main() -> None:
               ["R-SimPO", "TRL SimPO", "SimPO (ours, robust=False)"]]
     results = []
     for kinds in tqdm(groups, desc="groups"):
-        med = race(kinds, tok, data, opts.steps, opts.warmup)
+        med = race(kinds, tok, data, opts.steps, opts.warmup, {"hidden_size": opts.hidden, "num_layers": opts.layers})
         for other in kinds[1:]:  # vs TRL's trainer; vs the same trainer with RPO off (RPO's own cost)
             results.append({"ours": kinds[0], "theirs": other, "median_ms_ours": 1e3 * med[kinds[0]],
                             "median_ms_theirs": 1e3 * med[other], "ratio": med[kinds[0]] / med[other],
-                            "steps": opts.steps})
+                            "steps": opts.steps, "hidden": opts.hidden, "layers": opts.layers})
     for r in results:
         verdict = "meets" if r["ratio"] <= 1.02 else "MISSES"
         print(f"{r['ours']:>8}: {r['median_ms_ours']:6.2f} ms  vs {r['theirs']:>26}: {r['median_ms_theirs']:6.2f} ms  "
