@@ -358,3 +358,27 @@ def test_peft_reference_is_the_adapter_free_model(tok, pairs, tmp_path):
     # eta = 0.9 and h = 0: gibbs loss = -(0.9 log s(0) + 0.1 log s(0)) = log 2
     assert robust_at_start == pytest.approx(0.693147, abs=1e-5)
     assert batch_loss(trainer) < robust_at_start
+
+
+def test_conversational_pairs_train(tok, pairs, tmp_path):
+    from datasets import Dataset
+
+    raw = pairs(8)
+    ds = Dataset.from_dict({
+        "prompt": [[{"role": "user", "content": p.removeprefix("<bos>")}] for p in raw["prompt"]],
+        "chosen": [[{"role": "assistant", "content": c}] for c in raw["chosen"]],
+        "rejected": [[{"role": "assistant", "content": r}] for r in raw["rejected"]],
+        "annotator": ["x", "y"] * 4})
+    trainer = make(tok, ds, tmp_path, "cpo", max_steps=2)
+    trainer.train()
+    assert trainer.annotator_names == ["x", "y"] and (trainer.eta != 0.9).all()
+    bad = ds.map(lambda r, i: {"chosen": [{"role": "assistant", "content": " "}] if i == 5 else r["chosen"]},
+                 with_indices=True)
+    with pytest.raises(ValueError, match=r"empty 'chosen' response at row\(s\) \[5\]"):
+        make(tok, bad, tmp_path, "cpo")
+
+
+def test_public_names_are_lazily_exported():
+    import rpo
+
+    assert rpo.RobustTrainer is RobustTrainer and rpo.RobustConfig is RobustConfig
