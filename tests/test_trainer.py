@@ -235,7 +235,8 @@ def test_noisy_annotator_gets_lower_eta(tok, pairs, tmp_path):
     trainer.train()
     assert trainer.annotator_names == ["alice", "bob"]
     alice, bob = trainer.eta.tolist()
-    assert bob < alice - 0.15 and bob < 0.8, (alice, bob)
+    # true reliabilities: alice 1.0, bob 77/128 flipped = 0.40 (measured: 0.9997 and 0.344)
+    assert alice > 0.95 and 0.25 < bob < 0.55, (alice, bob)
     saved = json.loads((tmp_path / "annotators.json").read_text())
     assert saved["ids"] == {"alice": 0, "bob": 1} and saved["annotator_column"] == "annotator"
     last = trainer.state.log_history[-2]
