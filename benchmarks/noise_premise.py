@@ -7,6 +7,9 @@ held-out prompts, judged by the oracle (ties half). Passes when win(0%) - win(40
 interval of the paired difference over seeds.
 
     OMP_NUM_THREADS=1 TRL_EXPERIMENTAL_SILENCE=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/noise_premise.py
+
+``--method r-dpo`` trains R-DPO through rpo.RobustTrainer instead and also reports eta_hat against the
+measured eta_true and the AUROC of 1 - w for flipped labels. Outputs: noise_premise[_r-dpo].{json,txt}.
 """
 
 from __future__ import annotations
@@ -56,6 +59,16 @@ def train_dpo(world, pairs, *, seed: int, steps: int, lr: float, beta: float, ba
     return policy, ref, tok, train_s, trainer
 
 
+def _nan_to_none(x):
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
@@ -65,6 +78,7 @@ def main():
     ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--samples", type=int, default=4, help="samples per held-out prompt")
+    ap.add_argument("--train-prompts", type=int, default=None, help="WorldConfig.n_train_prompts (default: its own)")
     ap.add_argument("--method", default="trl-dpo", choices=["trl-dpo", "dpo", "r-dpo"])
     ap.add_argument("--out", default=None, help="default: benchmarks/noise_premise[_<method>].json")
     a = ap.parse_args()
@@ -78,7 +92,8 @@ def main():
     from rpo.world import WorldConfig, build_world, sample_responses
 
     t0 = time.perf_counter()
-    world = build_world(WorldConfig(), progress=False)
+    cfg = WorldConfig() if a.train_prompts is None else WorldConfig(n_train_prompts=a.train_prompts)
+    world = build_world(cfg, progress=False)
     build_s = time.perf_counter() - t0
     ref, tok = world.load_reference()
     ref_resp = [s for ss in sample_responses(ref, tok, world.heldout, n=a.samples, seed=10_000) for s in ss]
@@ -133,8 +148,8 @@ def main():
     result = {"args": vars(a), "method": a.method, "world": world.path.name, "reference_vs_itself": base, "runs": runs,
               "summary": summary, "drop": [d_mean, d_half], "passed": passed}
     tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
+    with open(tmp, "w") as f:  # NaN (e.g. AUROC with no flipped label) written as null: strict JSON
+        f.write(json.dumps(_nan_to_none(result), indent=1, allow_nan=False))
     os.replace(tmp, a.out)  # atomic
 
 

@@ -217,7 +217,8 @@ class WorldConfig:
     """Everything that determines a world (its cache key is a hash of these fields)."""
     seed: int = 0
     tasks: tuple = TASKS
-    n_train_prompts: int = 2000
+    n_train_prompts: int = 8000  # ~7200 pairs: a 250-step x 32 run is ~1 epoch, as in the paper (fewer pairs
+    # and several epochs let the tiny policy memorise flipped labels, so eta drifts to 1 instead of eta_true)
     n_test_prompts: int = 300
     n_heldout_prompts: int = 200
     samples_per_prompt: int = 4
