@@ -25,7 +25,7 @@ import torch
 
 
 def train_dpo(world, pairs, *, seed: int, steps: int, lr: float, beta: float, batch_size: int,
-              method: str = "trl-dpo"):
+              method: str = "trl-dpo", rpo_kwargs: dict | None = None):
     """Train from the world's reference policy (policy and reference both start there).
 
     ``method``: "trl-dpo" (TRL's own DPOTrainer: plain DPO independent of this project's trainer),
@@ -47,7 +47,8 @@ def train_dpo(world, pairs, *, seed: int, steps: int, lr: float, beta: float, ba
         elif method in ("dpo", "r-dpo"):
             from rpo.trainer import RobustConfig, RobustTrainer
 
-            args = RobustConfig(output_dir=out, pref_loss="dpo", robust=method == "r-dpo", **common)
+            args = RobustConfig(output_dir=out, pref_loss="dpo", robust=method == "r-dpo", **common,
+                                **(rpo_kwargs or {}))
             trainer = RobustTrainer(model=policy, ref_model=ref, args=args, processing_class=tok,
                                     train_dataset=pairs.select_columns(["prompt", "chosen", "rejected", "annotator"]))
         else:
@@ -80,6 +81,8 @@ def main():
     ap.add_argument("--samples", type=int, default=4, help="samples per held-out prompt")
     ap.add_argument("--train-prompts", type=int, default=None, help="WorldConfig.n_train_prompts (default: its own)")
     ap.add_argument("--method", default="trl-dpo", choices=["trl-dpo", "dpo", "r-dpo"])
+    ap.add_argument("--eta0", type=float, default=0.9, help="r-dpo: initial eta (paper 0.9)")
+    ap.add_argument("--alpha", type=float, default=0.1, help="r-dpo: EMA momentum (paper 0.1)")
     ap.add_argument("--out", default=None, help="default: benchmarks/noise_premise[_<method>].json")
     a = ap.parse_args()
     if a.out is None:
@@ -106,7 +109,8 @@ def main():
         for rate in a.noise:
             pairs = single_annotator(world.train, rate, seed=seed)
             policy, ref, tok, train_s, trainer = train_dpo(world, pairs, seed=seed, steps=a.steps, lr=a.lr,
-                                                           beta=a.beta, batch_size=a.batch_size, method=a.method)
+                                                           beta=a.beta, batch_size=a.batch_size, method=a.method,
+                                                           rpo_kwargs={"eta0": a.eta0, "ema_alpha": a.alpha})
             extra = {}
             if a.method == "r-dpo":  # RPO's own estimates against the hidden truth
                 w = trainer.label_confidences(pairs.select_columns(["prompt", "chosen", "rejected", "annotator"]))

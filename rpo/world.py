@@ -19,7 +19,8 @@ judge), but every label's truth is known, so noise can be injected and measured.
   generation, all prompt-disjoint.
 
 A built world is cached under ``cache_dir/world-<hash of its config>/`` (JSONL splits, the reference
-model, ``meta.json``), so the pipeline builds it once; the same config gives byte-identical files.
+model, ``meta.json``), so the pipeline builds it once; the same config gives byte-identical files (same
+torch build and CPU type: floating-point kernels may differ elsewhere).
 """
 
 from __future__ import annotations
