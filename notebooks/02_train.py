@@ -30,15 +30,18 @@
 
 # %% tags=["parameters"]
 profile = "toy"
+grid = "full"  # saved policies go to policy_dir/<profile>[-<grid>]
 configs = [{"method": "dpo", "robust": True, "layout": "single", "noise": 0.2, "eta0": 0.9, "alpha": 0.1,
             "eta_update": "batch", "objective": "gibbs", "seeds": [0]}]
-beta = 0.1
-lr = 1e-3
-epochs = 1
-batch_size = 16
-n_train_pairs = 256  # pairs drawn from the world's training split (before annotation)
-n_test_pairs = 200  # clean test pairs for clean_acc
-n_heldout = 100  # held-out prompts for the win rate
+beta = 0.5  # temperature of every loss on the toy model (paper: 0.01 on 7B models)
+lr = 0.0001
+batch_size = 32
+max_steps = 150  # one epoch over max_steps * batch_size freshly drawn pairs
+n_test_pairs = 273  # clean test pairs for clean_acc
+n_heldout = 200  # held-out prompts for the win rates
+samples = 2  # samples per held-out prompt
+n_confidence = 1024  # training pairs re-scored by a full E-step for auroc_w
+policy_dir = "../.cache/policies"  # seed-0 policies are saved here for 05_evaluate; empty: not saved
 train_command = ""  # paper profiles: accelerate + DeepSpeed launch command with a {recipe} slot
 paper_model = ""  # recipes/<paper_model>/<method>.yaml
 run_id = ""
@@ -46,10 +49,8 @@ metrics_path = ""  # set by the pipeline; empty: nothing written
 
 # %%
 import os
-import random
 import shlex
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
@@ -58,8 +59,8 @@ from rpo.pipeline import write_metrics
 from rpo.profiles import method_label
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-params = dict(profile=profile, configs=configs, beta=beta, lr=lr, epochs=epochs, batch_size=batch_size,
-              n_train_pairs=n_train_pairs, n_test_pairs=n_test_pairs, n_heldout=n_heldout,
+params = dict(profile=profile, configs=configs, beta=beta, lr=lr, batch_size=batch_size, max_steps=max_steps,
+              n_test_pairs=n_test_pairs, n_heldout=n_heldout, samples=samples, n_confidence=n_confidence,
               train_command=train_command, paper_model=paper_model)
 records = []
 
@@ -88,67 +89,28 @@ if train_command:
             records.append({"config": {**c, "seed": seed}, "metrics": launch(c, seed)})
 
 # %% [markdown]
-# ## Toy and small profiles: train in this process
+# ## Toy profile: train in this process
+# `rpo.study.train_and_measure` annotates a fresh draw of the world's pairs with the config's annotators,
+# trains from the SFT reference policy, and measures the policy against the hidden truth.
 
 # %%
 if not train_command:
-    from rpo import RobustConfig, RobustTrainer
-    from rpo.data import public_view, single_annotator, true_reliability, two_annotators
-    from rpo.losses import NEEDS_REFERENCE
-    from rpo.metrics import flag_auroc, generation_quality, preference_accuracy
+    from rpo.pipeline import config_hash, run_dir_of
+    from rpo.study import TrainSettings, train_and_measure
     from rpo.world import WorldConfig, build_world
 
     world = build_world(WorldConfig(), progress=False)
-    test_pairs = world.test[:n_test_pairs]
-    heldout = world.heldout[:n_heldout]
-    print(f"world {world.path.name}: {len(world.train)} train / {len(world.test)} test pairs")
-
-
-def train_one(cfg, seed):
-    """Annotate, train, measure one (config, seed). The policy starts from the SFT reference."""
-    pool = random.Random(seed).sample(world.train, min(n_train_pairs, len(world.train)))
-    if cfg["layout"] == "single":
-        data = single_annotator(pool, cfg["noise"], seed=seed)
-    else:
-        data = two_annotators(pool, cfg["noise"], seed=seed)
-    base = "dpo" if cfg["method"] in ("cdpo", "rdpo") else cfg["method"]
-    args = RobustConfig(
-        output_dir=tempfile.mkdtemp(prefix="rpo-train-"), pref_loss=base, robust=cfg["robust"],
-        baseline=cfg["method"] if cfg["method"] in ("cdpo", "rdpo") else None,
-        noise_eps=min(max(cfg["noise"], 1e-3), 0.499), eta0=cfg["eta0"], ema_alpha=cfg["alpha"],
-        eta_update=cfg["eta_update"], objective=cfg["objective"], beta=beta, learning_rate=lr,
-        num_train_epochs=epochs, per_device_train_batch_size=batch_size, per_device_eval_batch_size=64,
-        seed=seed, use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no",
-        report_to=[], logging_steps=1, disable_tqdm=True)
-    policy, tok = world.load_reference()
-    reference, _ = world.load_reference()
-    trainer = RobustTrainer(policy, reference if base in NEEDS_REFERENCE else None, args=args,
-                            train_dataset=public_view(data), processing_class=tok)
-    trainer.train()
-    policy.eval()
-    m = {"clean_acc": preference_accuracy(policy, tok, test_pairs,
-                                          reference=reference if base in NEEDS_REFERENCE else None)}
-    gen = generation_quality(policy, tok, heldout, reference=reference, seed=seed)
-    m.update(win_rate=gen["win_rate"], mean_reward=gen["mean_reward"], exact=gen["exact"])
-    truth = true_reliability(data)
-    for k, name in enumerate(trainer.annotator_names, start=1):
-        m[f"eta_true_{k}"] = truth[name]
-        if cfg["robust"]:
-            m[f"eta_hat_{k}"] = float(trainer.eta[k - 1])
-            m[f"eta_trajectory_{k}"] = [h[f"eta/{name}"] for h in trainer.state.log_history if f"eta/{name}" in h]
-    if cfg["robust"]:
-        w = trainer.label_confidences(public_view(data)).numpy()
-        m["auroc_w"] = flag_auroc(w, data["is_flipped"])
-        m["mean_w"] = float(w.mean())
-    return m
-
-
-# %%
-if not train_command:
+    settings = TrainSettings(beta=beta, lr=lr, batch_size=batch_size, max_steps=max_steps,
+                             n_test_pairs=n_test_pairs, n_heldout=n_heldout, samples=samples,
+                             n_confidence=n_confidence)
+    print(f"world {world.path.name}: {len(world.train)} train / {len(world.test)} test pairs; {settings}")
     for cfg in configs:
+        c = {k: v for k, v in cfg.items() if k != "seeds"}
         for seed in cfg["seeds"]:
-            c = {k: v for k, v in cfg.items() if k != "seeds"}
-            m = train_one(c, seed)
+            keep = None
+            if policy_dir and seed == 0:
+                keep = Path(policy_dir) / run_dir_of(profile, grid, "").name / f"{config_hash(c)}-s{seed}"
+            m = train_and_measure(world, c, seed, settings, save_policy=keep)
             print(method_label(c), c["layout"], c["noise"], "seed", seed,
                   {k: round(v, 3) for k, v in m.items() if isinstance(v, float)})
             records.append({"config": {**c, "seed": seed}, "metrics": m})

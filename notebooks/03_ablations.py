@@ -21,6 +21,7 @@
 
 # %% tags=["parameters"]
 profile = "toy"
+grid = "full"  # full: the study; reduced: the CI grid (its runs live in papermill_runs/<profile>-reduced)
 runs_root = "../papermill_runs"
 
 # %%
@@ -28,7 +29,7 @@ from IPython.display import Markdown, display
 
 from rpo.tables import build_table, load_study, to_markdown
 
-study, frame = load_study(profile, "table3", runs_root=runs_root)
+study, frame = load_study(profile, "table3", runs_root=runs_root, grid=grid)
 labels, rows = build_table(study, frame)
 display(Markdown(to_markdown(study, labels, rows)))
 

@@ -20,6 +20,7 @@
 
 # %% tags=["parameters"]
 profile = "toy"
+grid = "full"  # full: the study; reduced: the CI grid (its runs live in papermill_runs/<profile>-reduced)
 runs_root = "../papermill_runs"
 
 # %%
@@ -29,9 +30,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
+from rpo.pipeline import run_dir_of
 from rpo.tables import build_table, iter_records, load_study, to_markdown
 
-study, frame = load_study(profile, "figure2", runs_root=runs_root)
+study, frame = load_study(profile, "figure2", runs_root=runs_root, grid=grid)
 labels, rows = build_table(study, frame)
 display(Markdown(to_markdown(study, labels, rows)))
 
@@ -57,7 +59,7 @@ ax.set_title(f"{len(ok)} runs" + (f"; {n_missing} missing" if n_missing else "")
 # %%
 wanted = {(r["layout"], r["noise"]) for _, r in frame.iterrows()}
 traj = [(c["layout"], c["noise"], k, m[f"eta_trajectory_{k}"])
-        for _, c, m in iter_records(Path(runs_root) / profile)
+        for _, c, m in iter_records(run_dir_of(profile, grid, runs_root))
         if c.get("robust") and c.get("seed") == 0 and (c.get("layout"), c.get("noise")) in wanted
         and c.get("method") == "dpo" for k in (1, 2) if f"eta_trajectory_{k}" in m]
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)

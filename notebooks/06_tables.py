@@ -21,6 +21,7 @@
 
 # %% tags=["parameters"]
 profile = "toy"
+grid = "full"  # full: the study; reduced: the CI grid (its runs live in papermill_runs/<profile>-reduced)
 runs_root = "../papermill_runs"
 results_dir = "../results"
 
@@ -31,7 +32,7 @@ from IPython.display import Image, Markdown, display
 
 from rpo.tables import build
 
-manifest = build(profile, runs_root=runs_root, results_dir=results_dir)
+manifest = build(profile, grid=grid, runs_root=runs_root, results_dir=results_dir)
 for name, table in manifest["tables"].items():
     display(Markdown((Path(results_dir) / table["files"]["md"]).read_text()))
     if "png" in table["files"]:

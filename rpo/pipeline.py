@@ -276,7 +276,11 @@ def execute(run: Run, run_dir, notebooks_dir=NOTEBOOKS, kernel_name: str = "pyth
         if not source.exists():
             raise FileNotFoundError(f"notebook {source} does not exist")
         nb = jupytext.read(source)
-        params = {**run.params, **_declared(nb, {"run_id": rid, "metrics_path": str(p["json"].resolve())})}
+        # injected only where the parameters cell declares them: the analysis notebooks read the runs
+        # of *this* runs folder (a test's tmp folder, say), not the repository's
+        injected = {"run_id": rid, "metrics_path": str(p["json"].resolve()),
+                    "runs_root": str(Path(run_dir).resolve().parent)}
+        params = {**run.params, **_declared(nb, injected)}
         papermill.execute_notebook(nb, str(p["tmp"]), parameters=params, kernel_name=kernel_name, language="python",
                                    cwd=str(source.parent), progress_bar=False, log_output=False,
                                    execution_timeout=timeout_s)
@@ -405,13 +409,19 @@ def run_plan(plan: Plan, run_dir, *, jobs: int = 1, notebooks_dir=NOTEBOOKS, ker
     return results
 
 
+def run_dir_of(profile: str, grid: str = "full", runs_root=RUNS) -> Path:
+    """Where a profile's runs live: ``papermill_runs/<profile>``, or ``<profile>-<grid>`` for a non-full
+    grid, so that the CI grid's short trainings never stand in for the full study's cells."""
+    return Path(runs_root) / (profile if grid == "full" else f"{profile}-{grid}")
+
+
 def run_profile(profile: str, *, seeds: int | None = None, jobs: int | None = None, only: str | None = None,
                 grid: str = "full", runs_root=RUNS, notebooks_dir=NOTEBOOKS, kernel_name: str = "python3",
                 slurm: bool = False, progress: bool = True, force: bool = False) -> list[dict]:
     """``rpo run``: expand the profile and execute (locally, or on Slurm with ``slurm=True``)."""
     prof = get_profile(profile, grid)
     plan = expand(prof, seeds=seeds, only=only, grid=grid)
-    run_dir = Path(runs_root) / prof.name
+    run_dir = run_dir_of(prof.name, grid, runs_root)
     if slurm:
         return run_slurm(plan, run_dir, notebooks_dir=notebooks_dir, kernel_name=kernel_name, force=force)
     check_kernel(kernel_name)

@@ -160,13 +160,13 @@ def _key(cfg: dict) -> tuple:
     return tuple(sorted(cfg.items()))
 
 
-def _analysis_steps(profile: str) -> tuple[Step, ...]:
-    # 03-05 read the training runs (stage 1) and present them; 06_tables is `rpo tables`.
+def _analysis_steps(profile: str, grid: str) -> tuple[Step, ...]:
+    # 03-05 read the training runs (stage 1) of the same grid and present them; 06_tables is `rpo tables`.
     return (Step("00_derivations", {"figure_dir": "../results"}, stage=0),  # cwd is notebooks/
-            Step("01_data", {"profile": profile}, stage=0),
-            Step("03_ablations", {"profile": profile}, stage=2, reads_runs=True),
-            Step("04_reliability", {"profile": profile}, stage=2, reads_runs=True),
-            Step("05_evaluate", {"profile": profile}, stage=2, reads_runs=True))
+            Step("01_data", {"profile": profile, "figure_dir": "../results"}, stage=0),
+            Step("03_ablations", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
+            Step("04_reliability", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
+            Step("05_evaluate", {"profile": profile, "grid": grid}, stage=2, reads_runs=True))
 
 
 def toy(grid: str = "full") -> Profile:
@@ -174,20 +174,17 @@ def toy(grid: str = "full") -> Profile:
     reduced = grid == "reduced"
     return Profile(
         name="toy", model="toy", train_notebook="02_train",
-        train_params={
-            "profile": "toy",
-            "beta": 0.1,            # DPO/IPO beta on the toy model (paper: 0.01 for 7B models)
-            "lr": 1e-3,             # tiny randomly-initialised-then-SFT model: large lr
-            "epochs": 1 if reduced else 2,
-            "batch_size": 16,
-            "n_train_pairs": 128 if reduced else 512,
-        },
+        # rpo.study.TrainSettings: lr 1e-4 / beta 0.5 / one epoch as measured in benchmarks/noise_premise.txt
+        # (lr 1e-3 made DPO worse than its reference; several epochs let the policy memorise flipped labels)
+        train_params={"profile": "toy", "grid": grid, "beta": 0.5, "lr": 1e-4, "batch_size": 32,
+                      "max_steps": 40 if reduced else 150, "n_heldout": 50 if reduced else 200,
+                      "n_confidence": 256 if reduced else 1024},
         studies=_studies(2 if reduced else 5, 2 if reduced else 3, noise=0.2,
                          noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4, 0.45),
                          eta0s=(0.9, 0.75) if reduced else (0.99, 0.9, 0.75, 0.55),
                          alphas=(0.1,) if reduced else (0.001, 0.01, 0.1, 0.5, 1.0),
                          fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4), reduced=reduced),
-        steps=_analysis_steps("toy"),
+        steps=_analysis_steps("toy", grid),
         configs_per_run=2,          # 2 configs x 3-5 seeds per kernel: the ~10 s start is amortised
         threads_per_job=1, jobs=2,
     )
@@ -205,7 +202,7 @@ def small(grid: str = "full") -> Profile:
                          eta0s=(0.9,) if reduced else (0.99, 0.9, 0.75, 0.55),
                          alphas=(0.1,) if reduced else (0.01, 0.1, 1.0),
                          fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.2, 0.4), reduced=reduced),
-        steps=_analysis_steps("small"),
+        steps=_analysis_steps("small", grid),
         configs_per_run=1,
         threads_per_job=2, jobs=1,  # a 135M model prefers 2 threads on an idle machine (stack.md)
     )
@@ -228,7 +225,7 @@ def _paper(name: str, model: str, grid: str) -> Profile:
                          noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
                          eta0s=(0.99, 0.9, 0.75, 0.55), alphas=(0.001, 0.01, 0.1, 0.5, 1.0),
                          fig2_noise=(0.0, 0.1, 0.2, 0.3, 0.4), reduced=reduced),
-        steps=_analysis_steps(name),
+        steps=_analysis_steps(name, grid),
         configs_per_run=1, threads_per_job=8, jobs=1,
         train_command="accelerate launch --config_file recipes/accelerate/zero3.yaml -m rpo.train {recipe}",
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rpo.pipeline import (RUNS, atomic_write_json, atomic_write_text, config_hash, git_commit,
+from rpo.pipeline import (RUNS, run_dir_of, atomic_write_json, atomic_write_text, config_hash, git_commit,
                           package_versions, status)
 from rpo.profiles import Profile, Study, get_profile, method_label
 
@@ -137,10 +137,10 @@ def _plan(run_dir: Path) -> dict:
 def load_study(profile: str, name: str, *, runs_root=RUNS, grid: str | None = None,
                seeds: int | None = None) -> tuple[Study, pd.DataFrame]:
     """``(study, frame)`` for the analysis notebooks: the study of that name in the profile (grid and
-    seeds of the last ``rpo run``), and :func:`study_frame` of the runs found."""
-    run_dir = Path(runs_root) / profile
+    seeds of the last ``rpo run`` of that grid), and :func:`study_frame` of the runs found."""
+    run_dir = run_dir_of(profile, grid or "full", runs_root)
     plan = _plan(run_dir)
-    prof = get_profile(profile, grid or plan.get("grid", "full"))
+    prof = get_profile(profile, grid or "full")
     studies = {s.name: s for s in prof.studies}
     if name not in studies:
         raise ValueError(f"profile {profile!r} has no study {name!r}; it has {sorted(studies)}")
@@ -389,9 +389,9 @@ def build(profile: str | Profile = "toy", *, grid: str | None = None, seeds: int
     """``rpo tables``: every study of the profile -> results/<study>.{md,csv,tex} (+ .png/.svg) and
     results/manifest.json. The grid and seeds default to those of the last ``rpo run`` (plan.json)."""
     name = profile.name if isinstance(profile, Profile) else profile
-    run_dir = Path(runs_root) / name
+    run_dir = run_dir_of(name, grid or "full", runs_root)
     plan = _plan(run_dir)
-    prof = profile if isinstance(profile, Profile) else get_profile(profile, grid or plan.get("grid", "full"))
+    prof = profile if isinstance(profile, Profile) else get_profile(profile, grid or "full")
     found, runs = collect_runs(run_dir)
     results_dir = Path(results_dir)
     manifest = {"profile": prof.name, "grid": grid or plan.get("grid", "full"), "tables_git_commit": git_commit(),
