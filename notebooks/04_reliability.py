@@ -24,10 +24,7 @@ grid = "full"  # full: the study; reduced: the CI grid (its runs live in papermi
 runs_root = "../papermill_runs"
 
 # %%
-from pathlib import Path
-
 import matplotlib.pyplot as plt
-import pandas as pd
 from IPython.display import Markdown, display
 
 from rpo.pipeline import run_dir_of

@@ -23,7 +23,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
+from rpo.io import atomic_write_text  # noqa: F401  (re-exported: rpo.pipeline.atomic_write_text)
 from rpo.profiles import Profile, get_profile
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in IPython tracebacks
@@ -76,23 +76,6 @@ def _json_default(obj):
     if isinstance(obj, (set, tuple)):
         return list(obj)
     raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r}")
-
-
-def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` to a temporary file in the same folder, fsync, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_write_json(path, obj) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rpo import pipeline
-from rpo.pipeline import Plan, Run, atomic_write_json, atomic_write_text, expand, run_id, run_plan, status
+from rpo.pipeline import Plan, Run, atomic_write_text, expand, run_id, run_plan, status
 from rpo.profiles import FigureSpec, Profile, Study, config, get_profile
 
 TINY_NB = '''# %% tags=["parameters"]

@@ -3,7 +3,6 @@ the E-step / eta machinery, checkpoint-resume, bad input. Each test takes about 
 
 from __future__ import annotations
 
-import copy
 import inspect
 import json
 import os

@@ -18,9 +18,9 @@ half-written file behind and a resumed run can trust what it reads.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from rpo.io import atomic_write_text
 
 ALPACA_KEYS = ("instruction", "output")
 QUESTION_KEYS = ("question_id", "turns")
@@ -29,19 +29,8 @@ JUDGMENT_KEYS = ("question_id", "model", "games")
 
 
 def write_atomic(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (:func:`rpo.io.atomic_write_text`)."""
+    atomic_write_text(path, text)
 
 
 def write_json(path: Path | str, obj) -> None:
