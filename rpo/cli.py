@@ -42,6 +42,12 @@ def cmd_tables(args) -> int:
 
     manifest = build(args.profile, grid=args.grid, seeds=args.seeds, runs_root=args.runs_dir or RUNS,
                      results_dir=args.results_dir or RESULTS)
+    if args.results_dir is None and (args.grid or "full") == "full" and args.profile == "toy":
+        from rpo.pipeline import REPO
+        from rpo.tables import update_readme
+
+        if update_readme(REPO / "README.md", manifest, RESULTS):  # the README shows the committed study
+            print("updated the results block of README.md")
     n_cells = sum(len(t["cells"]) for t in manifest["tables"].values())
     n_missing = sum(c["n"] < c["n_expected"] for t in manifest["tables"].values() for c in t["cells"])
     print(f"wrote {len(manifest['tables'])} tables ({n_cells} cells, {n_missing} with missing runs) "

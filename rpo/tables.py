@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -425,3 +426,31 @@ def build(profile: str | Profile = "toy", *, grid: str | None = None, seeds: int
     manifest["runs"] = {rid: runs[rid] for rid in sorted(runs)}
     atomic_write_json(results_dir / "manifest.json", manifest)
     return manifest
+
+
+# ---------------------------------------------------------------- README
+
+README_START = "<!-- results:start (written by `rpo tables`; do not edit by hand) -->"
+README_END = "<!-- results:end -->"
+
+
+def update_readme(readme, manifest: dict, results_dir=RESULTS) -> bool:
+    """Replace the block between :data:`README_START` and :data:`README_END` of ``readme`` with every
+    table of ``manifest`` (the Markdown files just written) and links to its figures, so the numbers the
+    README shows are regenerated with the tables, never typed. Returns False when the markers are absent."""
+    readme, results_dir = Path(readme), Path(results_dir)
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    rel = Path(os.path.relpath(results_dir.resolve(), readme.resolve().parent))
+    parts = [README_START, "",
+             f"Profile `{manifest['profile']}`, grid `{manifest['grid']}`; tables built at commit "
+             f"`{manifest['tables_git_commit']}`; every cell's run ids are in `{rel.as_posix()}/manifest.json`.", ""]
+    for name, table in manifest["tables"].items():
+        parts += [(results_dir / table["files"]["md"]).read_text().strip(), ""]
+        if "png" in table["files"]:
+            parts += [f"![{name}]({(rel / table['files']['png']).as_posix()})", ""]
+    parts.append(README_END)
+    head, rest = text.split(README_START, 1)
+    atomic_write_text(readme, head + "\n".join(parts) + rest.split(README_END, 1)[1])
+    return True
