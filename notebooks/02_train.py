@@ -33,6 +33,7 @@ profile = "toy"
 grid = "full"  # saved policies go to policy_dir/<profile>[-<grid>]
 configs = [{"method": "dpo", "robust": True, "layout": "single", "noise": 0.2, "eta0": 0.9, "alpha": 0.1,
             "eta_update": "batch", "objective": "gibbs", "seeds": [0]}]
+model = "toy"  # the policy: toy (the world's SFT reference policy) or small (SmolLM2-135M-Instruct)
 beta = 0.5  # temperature of every loss on the toy model (paper: 0.01 on 7B models)
 lr = 0.0001
 batch_size = 32
@@ -58,8 +59,8 @@ import torch
 from rpo.pipeline import write_metrics
 from rpo.profiles import method_label
 
-torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-params = dict(profile=profile, configs=configs, beta=beta, lr=lr, batch_size=batch_size, max_steps=max_steps,
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # the pipeline sets it per profile
+params = dict(profile=profile, configs=configs, model=model, beta=beta, lr=lr, batch_size=batch_size, max_steps=max_steps,
               n_test_pairs=n_test_pairs, n_heldout=n_heldout, samples=samples, n_confidence=n_confidence,
               train_command=train_command, paper_model=paper_model)
 records = []
@@ -89,7 +90,7 @@ if train_command:
             records.append({"config": {**c, "seed": seed}, "metrics": launch(c, seed)})
 
 # %% [markdown]
-# ## Toy profile: train in this process
+# ## Toy and small profiles: train in this process
 # `rpo.study.train_and_measure` annotates a fresh draw of the world's pairs with the config's annotators,
 # trains from the SFT reference policy, and measures the policy against the hidden truth.
 
@@ -100,7 +101,7 @@ if not train_command:
     from rpo.world import WorldConfig, build_world
 
     world = build_world(WorldConfig(), progress=False)
-    settings = TrainSettings(beta=beta, lr=lr, batch_size=batch_size, max_steps=max_steps,
+    settings = TrainSettings(model=model, beta=beta, lr=lr, batch_size=batch_size, max_steps=max_steps,
                              n_test_pairs=n_test_pairs, n_heldout=n_heldout, samples=samples,
                              n_confidence=n_confidence)
     print(f"world {world.path.name}: {len(world.train)} train / {len(world.test)} test pairs; {settings}")

@@ -36,14 +36,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from transformers import LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rpo.evaluate import formats
 from rpo.evaluate.alpacaeval import evaluate_alpacaeval
 from rpo.evaluate.arenahard import evaluate_arenahard
 from rpo.evaluate.generate import generate_alpacaeval, generate_arenahard
 from rpo.evaluate.judges import ScoreJudge
-from rpo.models import build_toy_tokenizer
+from rpo.models import build_toy_tokenizer, prepare_small
 from rpo.pipeline import config_hash, run_dir_of, write_metrics
 from rpo.profiles import get_profile, method_label
 from rpo.world import WorldConfig, build_world, score
@@ -59,9 +59,11 @@ formats.write_jsonl(bench / "arena-hard-v0.1" / "question.jsonl", questions)
 
 
 def load(path):
-    model = LlamaForCausalLM.from_pretrained(path).eval()
-    tok = build_toy_tokenizer()  # built locally, deterministic: the same one every policy was trained with
-    tok.chat_template = None  # the toy world's prompts are raw text, as the SFT policy learnt them
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    # toy policies: the char tokenizer is rebuilt locally (deterministic); others saved theirs
+    tok = AutoTokenizer.from_pretrained(path) if (Path(path) / "tokenizer_config.json").exists() \
+        else build_toy_tokenizer()
+    tok.chat_template = None  # the toy world's prompts are raw text, as the policies were trained on them
     return model, tok
 
 
@@ -74,7 +76,8 @@ def answer(name, model, tok):
     return recs
 
 
-ref_model, ref_tok = load(world.path / "reference")
+model_name = get_profile(profile, grid).model  # toy | small: the reference policy is the starting policy
+ref_model, ref_tok = load(world.path / "reference" if model_name == "toy" else prepare_small())
 reference = answer("reference", ref_model, ref_tok)
 
 # %%

