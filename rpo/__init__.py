@@ -6,7 +6,7 @@ Layers point one way: math core (``rpo.losses``, ``rpo.em``: pure torch) <- trai
 The math core is imported eagerly; the TRL trainer lazily, because importing TRL costs ~10 s.
 """
 
-from rpo.em import e_step, em_operator, ema_update, full_update, init_eta, preference_log_probs, rpo_loss
+from rpo.em import e_step, e_step_and_loss, em_operator, ema_update, full_update, init_eta, preference_log_probs, rpo_loss
 from rpo.losses import LOSSES, pair_losses
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "pair_losses",
     "preference_log_probs",
     "e_step",
+    "e_step_and_loss",
     "rpo_loss",
     "ema_update",
     "full_update",

@@ -93,6 +93,36 @@ def rpo_loss(loss_wl: Tensor, loss_lw: Tensor, w: Tensor, objective: str = "gibb
     return w * loss_wl + (1.0 - w) * loss_lw
 
 
+def e_step_and_loss(loss_wl: Tensor, loss_lw: Tensor, eta: Tensor, objective: str = "gibbs", *,
+                    validate: bool = True) -> tuple[Tensor, Tensor]:
+    """Eq. 4 then eq. 5 in one pass, for the training loop: ``(loss per example, w)``.
+
+    The same values as ``w = e_step(loss_wl, loss_lw, eta)`` and ``rpo_loss(loss_wl, loss_lw, w, objective)``
+    (tested), with the gap ``L_lw - L_wl`` computed once and the inputs checked once. ``validate=False``
+    skips the checks: for callers that guarantee equal shapes, no NaN and eta in [0, 1] (the trainer's
+    losses come from :func:`rpo.losses.pair_losses` of finite log-probs; eta stays in [0, 1] under eq. 7),
+    because each check is a host sync and the E-step should add only O(B) work to a step.
+    Shapes: all (B,) -> ``loss`` (B,), ``w`` (B,) without gradient.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if validate:
+        check_same_shape({"loss_wl": loss_wl, "loss_lw": loss_lw, "eta": eta})
+        check_finite({"loss_wl": loss_wl, "loss_lw": loss_lw, "eta": eta})
+        if (eta < 0).any() or (eta > 1).any():
+            raise ValueError("eta must lie in [0, 1]")
+    d = _gap(loss_wl, loss_lw) if validate else (loss_lw - loss_wl).to(torch.promote_types(loss_wl.dtype,
+                                                                                         torch.float32))
+    with torch.no_grad():
+        w = torch.sigmoid(d.detach() + _logit(eta.detach().to(d.dtype)))
+    if objective == "gibbs":
+        # -(w log sigmoid(d) + (1 - w) log sigmoid(-d)) = softplus(d) - w d: fewer ops to differentiate,
+        # the exact gradient sigmoid(d) - w; the value loses ~1e-7 |d| to cancellation when w -> 1.
+        return F.softplus(d) - w * d, w
+    wt = w.to(loss_wl.dtype)
+    return wt * loss_wl + (1.0 - wt) * loss_lw, w
+
+
 def init_eta(num_annotators: int, eta0: float = 0.9) -> Tensor:
     """Algorithm 1's input: every annotator starts at ``eta0`` in [0.5, 1). Returns (K,) float64."""
     check_eta0(eta0)
@@ -101,10 +131,12 @@ def init_eta(num_annotators: int, eta0: float = 0.9) -> Tensor:
     return torch.full((num_annotators,), float(eta0), dtype=torch.float64)
 
 
-def _per_annotator_mean(w: Tensor, annotator_ids: Tensor, num_annotators: int) -> tuple[Tensor, Tensor]:
-    check_same_shape({"w": w, "annotator_ids": annotator_ids}, ndim=1)
-    check_finite({"w": w})
-    check_annotator_ids(annotator_ids, num_annotators)
+def _per_annotator_mean(w: Tensor, annotator_ids: Tensor, num_annotators: int,
+                        validate: bool = True) -> tuple[Tensor, Tensor]:
+    if validate:
+        check_same_shape({"w": w, "annotator_ids": annotator_ids}, ndim=1)
+        check_finite({"w": w})
+        check_annotator_ids(annotator_ids, num_annotators)
     ids = annotator_ids.long()
     w = w.detach().to(torch.float64)
     sums = torch.zeros(num_annotators, dtype=torch.float64, device=w.device).index_add_(0, ids, w)
@@ -112,17 +144,18 @@ def _per_annotator_mean(w: Tensor, annotator_ids: Tensor, num_annotators: int) -
     return sums, counts
 
 
-def ema_update(eta: Tensor, w: Tensor, annotator_ids: Tensor, alpha: float) -> Tensor:
+def ema_update(eta: Tensor, w: Tensor, annotator_ids: Tensor, alpha: float, *, validate: bool = True) -> Tensor:
     """Eq. 7: ``eta_k <- (1 - alpha) eta_k + alpha * mean_{i in B, k_i = k} w_i``.
 
     Annotators absent from the batch keep their value (Algorithm 1, line 8).
     Shapes: ``eta`` (K,), ``w`` (B,), ``annotator_ids`` (B,) integers in [0, K) -> new ``eta``
-    (K,) in eta's dtype; the input is not modified.
+    (K,) in eta's dtype; the input is not modified. ``validate=False`` skips the tensor checks (host
+    syncs) for a training loop whose ids were validated with the dataset.
     """
     check_alpha(alpha)
     if eta.ndim != 1:
         raise ValueError(f"eta must have shape (K,), got {tuple(eta.shape)}")
-    sums, counts = _per_annotator_mean(w, annotator_ids, eta.shape[0])
+    sums, counts = _per_annotator_mean(w, annotator_ids, eta.shape[0], validate=validate)
     present = counts > 0
     batch_mean = sums / counts.clamp(min=1)
     eta64 = eta.detach().to(torch.float64)

@@ -133,7 +133,7 @@ def pair_losses(name: str, chosen_logps: Tensor, rejected_logps: Tensor,
                 chosen_lengths: Tensor, rejected_lengths: Tensor,
                 ref_chosen_logps: Tensor | None = None, ref_rejected_logps: Tensor | None = None,
                 *, beta: float, gamma: float = 0.0, cpo_alpha: float = 1.0,
-                ipo_length_norm: bool = True, cpo_nll: str = "batch_token_mean",
+                ipo_length_norm: bool = True, cpo_nll: str = "batch_token_mean", validate: bool = True,
                 ) -> tuple[Tensor, Tensor]:
     """Table 1: ``(L(x, y_w > y_l), L(x, y_l > y_w))`` for ``name`` in {dpo, ipo, simpo, cpo}.
 
@@ -151,7 +151,8 @@ def pair_losses(name: str, chosen_logps: Tensor, rejected_logps: Tensor,
 
     Raises:
         ValueError: unknown name, missing reference log-probs, mismatched shapes, NaN inputs,
-            non-positive lengths or beta.
+            non-positive lengths or beta. ``validate=False`` skips the tensor checks (each is a host
+            sync) for a training loop whose inputs come from a model; the name and beta are still checked.
     """
     if name not in LOSSES:
         raise ValueError(f"unknown preference loss {name!r}; known: {sorted(LOSSES)}")
@@ -163,10 +164,11 @@ def pair_losses(name: str, chosen_logps: Tensor, rejected_logps: Tensor,
         if ref_chosen_logps is None or ref_rejected_logps is None:
             raise ValueError(f"{name} needs ref_chosen_logps and ref_rejected_logps")
         tensors.update(ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    check_same_shape(tensors, ndim=1)
-    check_finite(tensors)
-    if (chosen_lengths <= 0).any() or (rejected_lengths <= 0).any():
-        raise ValueError("completion lengths must be positive (an empty response carries no preference)")
+    if validate:
+        check_same_shape(tensors, ndim=1)
+        check_finite(tensors)
+        if (chosen_lengths <= 0).any() or (rejected_lengths <= 0).any():
+            raise ValueError("completion lengths must be positive (an empty response carries no preference)")
     chosen_lengths = chosen_lengths.to(chosen_logps.dtype)
     rejected_lengths = rejected_lengths.to(rejected_logps.dtype)
     return LOSSES[name](chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,

@@ -44,7 +44,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
 from rpo.checks import check_alpha, check_eta0
-from rpo.em import OBJECTIVES, e_step, ema_update, full_update, init_eta, rpo_loss
+from rpo.em import OBJECTIVES, e_step, e_step_and_loss, ema_update, full_update, init_eta, rpo_loss
 from rpo.losses import LOSSES, NEEDS_REFERENCE, pair_losses
 
 logger = logging.getLogger(__name__)
@@ -345,28 +345,33 @@ class RobustTrainer(DPOTrainer):
                                                  trl_inputs)
         args = self.args
         loss_wl, loss_lw = pair_losses(args.pref_loss, chosen_logps, rejected_logps, chosen_len, rejected_len,
-                                       *ref, beta=args.beta, gamma=args.gamma, cpo_alpha=args.cpo_alpha)
+                                       *ref, beta=args.beta, gamma=args.gamma, cpo_alpha=args.cpo_alpha,
+                                       validate=False)  # hot path: log-probs from the model, lengths >= 1
         return loss_wl, loss_lw, chosen_logps, rejected_logps, ref, model_kwargs, outputs
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
         loss_wl, loss_lw, chosen_logps, rejected_logps, ref, model_kwargs, outputs = self._pair_losses(model, inputs)
         w = None
-        if self.method == "rpo":
+        if self.method == "rpo":  # eqs. 4 and 5 in one pass; eta as at the step's start
             ids = inputs[ANNOTATOR_ID].to(loss_wl.device)
-            w = e_step(loss_wl, loss_lw, self.eta.to(loss_wl.device)[ids])  # eta as at the step's start
+            per_example, w = e_step_and_loss(loss_wl, loss_lw, self.eta.to(loss_wl.device)[ids],
+                                             self.args.objective, validate=False)
             if mode == "train":
-                self._w_buffer.append((w.detach().cpu(), ids.cpu()))
-        loss = OBJECTIVE_FNS[self.method](loss_wl, loss_lw, w, self.args).mean()
+                self._w_buffer.append((w.cpu(), ids.cpu()))
+        else:
+            per_example = OBJECTIVE_FNS[self.method](loss_wl, loss_lw, w, self.args)
+        loss = per_example.mean()
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
 
         gather = self.accelerator.gather_for_metrics
         metrics = self._metrics[mode]
         if w is not None:
-            all_w = gather(w.detach())
-            metrics["w/mean"].append(all_w.mean().item())
-            metrics["w/frac_below_0.5"].append((all_w < 0.5).float().mean().item())
+            all_w = gather(w)
+            mean_w, frac_low = torch.stack([all_w.mean(), (all_w < 0.5).float().mean()]).tolist()  # one sync
+            metrics["w/mean"].append(mean_w)
+            metrics["w/frac_below_0.5"].append(frac_low)
         chosen_rewards = self.beta * (chosen_logps.detach() - (0 if ref[0] is None else ref[0]))
         rejected_rewards = self.beta * (rejected_logps.detach() - (0 if ref[1] is None else ref[1]))
         margins = gather(chosen_rewards - rejected_rewards)
@@ -403,7 +408,7 @@ class RobustTrainer(DPOTrainer):
                 w, ids = torch.zeros(0), torch.zeros(0, dtype=torch.long)
             w, ids = self._gather_all(w, ids)
             if ids.numel():
-                self.eta = ema_update(self.eta, w, ids, self.args.ema_alpha)
+                self.eta = ema_update(self.eta, w, ids, self.args.ema_alpha, validate=False)  # ids checked on load
         self._w_buffer.clear()
         self._log_eta()
 

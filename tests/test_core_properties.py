@@ -135,3 +135,28 @@ def test_em_trajectory_moves_monotonically_toward_the_fixed_point():
     up, down = em_trajectory(p_star, 0.05, steps=50), em_trajectory(p_star, 0.99, steps=50)
     assert (up.diff() >= 0).all() and (down.diff() <= 0).all()
     assert abs(up[-1] - down[-1]) < 1e-3
+
+
+@pytest.mark.parametrize("objective", ["gibbs", "weighted"])
+@pytest.mark.parametrize("name", ["dpo", "ipo", "simpo", "cpo"])
+def test_fused_e_step_and_loss_equals_the_two_steps(name, objective):
+    from rpo.em import e_step_and_loss
+
+    g = torch.Generator().manual_seed(5)
+    cw = (torch.randn(64, generator=g) * 30).requires_grad_()
+    rw, rcw, rrw = (torch.randn(64, generator=g) * 30 for _ in range(3))
+    n = torch.randint(1, 50, (64,), generator=g).float()
+    eta = torch.rand(64, generator=g)
+    eta[:2] = torch.tensor([0.0, 1.0])  # the ends, where eq. 4 is exactly 0 or 1
+    wl, lw = pair_losses(name, cw, rw, n, n.flip(0), rcw, rrw, beta=0.3, gamma=0.2)
+    w_ref = e_step(wl, lw, eta)
+    ref = rpo_loss(wl, lw, w_ref, objective)
+    (g_ref,) = torch.autograd.grad(ref.sum(), cw, retain_graph=True)
+    for validate in (True, False):
+        loss, w = e_step_and_loss(wl, lw, eta, objective, validate=validate)
+        assert torch.equal(w, w_ref) and not w.requires_grad
+        assert torch.allclose(loss, ref, rtol=1e-6, atol=1e-6)
+        (g_new,) = torch.autograd.grad(loss.sum(), cw, retain_graph=True)
+        assert torch.allclose(g_new, g_ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="mismatched shapes"):
+        e_step_and_loss(wl, lw, eta[:3], objective)
