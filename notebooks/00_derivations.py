@@ -28,15 +28,14 @@ figure_dir = ""  # folder for PNG/SVG figures; empty: show only
 metrics_path = ""  # file for this run metrics JSON; empty: none
 
 # %%
-import json
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import sympy as sp
 import torch
 
 from rpo import derivations as d
 from rpo import em_operator
+from rpo.io import save_figure
+from rpo.pipeline import write_metrics
 from rpo.theory import em_trajectory, simulate_calibrated_labels
 
 sp.init_printing()
@@ -121,10 +120,7 @@ axes[0].set(xlabel="$\\eta$", ylabel="$T_k(\\eta)$", title="EM operator (Lemma 4
 axes[0].legend(fontsize=8)
 axes[1].set(xlabel="EM iteration", ylabel="$\\eta^{(t)}$", title="Full-batch EM (Theorem 4.2); dotted: truth")
 fig.tight_layout()
-if figure_dir:
-    Path(figure_dir).mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        fig.savefig(Path(figure_dir) / f"theorem42_em.{ext}", dpi=150)
+save_figure(fig, figure_dir, "theorem42_em")
 plt.show()
 
 # %% [markdown]
@@ -136,7 +132,6 @@ remark_gap = (em_operator(flat, grid) - grid).abs().max().item()
 print(f"max |T(eta) - eta| with uninformative p*: {remark_gap:.2e}")
 assert remark_gap < 1e-12
 
-if metrics_path:
-    Path(metrics_path).write_text(json.dumps({
-        "sympy_vs_pair_losses_max_abs_diff": worst, "remark_e1_max_gap": remark_gap, "em_limits": results,
-    }, indent=2))
+write_metrics(metrics_path or None,  # atomic, with the git commit and package versions
+              {"n_labels": n_labels, "eta_true": eta_true, "eta_starts": eta_starts, "seed": seed},
+              {"sympy_vs_pair_losses_max_abs_diff": worst, "remark_e1_max_gap": remark_gap, "em_limits": results})

@@ -29,12 +29,12 @@ metrics_path = ""  # set by the pipeline; empty: nothing written
 
 # %%
 import collections
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from rpo.data import apply_layout, is_hidden, public_view, true_reliability
+from rpo.io import save_figure
 from rpo.pipeline import write_metrics
 from rpo.world import WorldConfig, build_world
 
@@ -86,10 +86,7 @@ ax.axhline(rate, color="grey", ls=":", lw=1)
 ax.set(xlabel="oracle reward gap of the pair", ylabel="flip rate", title=f"noise models at rate {rate}")
 ax.legend()
 fig.tight_layout()
-if figure_dir:
-    Path(figure_dir).mkdir(parents=True, exist_ok=True)
-    for ext in ("png", "svg"):
-        fig.savefig(Path(figure_dir) / f"noise_models.{ext}", dpi=150)
+save_figure(fig, figure_dir, "noise_models")
 plt.show()
 
 # %%

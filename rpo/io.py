@@ -23,3 +23,15 @@ def atomic_write_text(path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_figure(fig, folder, stem: str, dpi: int = 150) -> list[Path]:
+    """Save a matplotlib figure as ``folder/stem.png`` and ``.svg`` (the formats results/ keeps);
+    an empty ``folder`` saves nothing (a notebook run interactively only shows it)."""
+    if not folder:
+        return []
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    paths = [Path(folder) / f"{stem}.{ext}" for ext in ("png", "svg")]
+    for p in paths:
+        fig.savefig(p, dpi=dpi)
+    return paths
