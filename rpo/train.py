@@ -137,6 +137,10 @@ def main(argv=None) -> int:
     summary = write_summary(trainer, etas)
     trainer.accelerator.print(f"saved to {training_args.output_dir}; eta = {trainer.eta.tolist()} "
                               f"(identical on {len(etas)} rank(s)); summary: {summary}")
+    # Tear the process group down before the interpreter exits: left to interpreter shutdown, gloo's
+    # threads can abort a finished rank ("terminate called without an active exception"), seen once in CI.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return 0
 
 

@@ -62,6 +62,7 @@ def main(out_dir: str, grad_accum: int, pref_loss: str = "dpo") -> None:
     with open(os.path.join(out_dir, f"eta_rank{rank}.json"), "w") as f:
         json.dump({"world": world, "grad_accum": grad_accum, "etas": record.etas, "w": w.tolist(),
                    "names": trainer.annotator_names}, f)
+    trainer.accelerator.end_training()  # destroy the gloo group before exit (avoids an abort at shutdown)
 
 
 if __name__ == "__main__":
