@@ -137,10 +137,10 @@ def _rdpo(loss_wl, loss_lw, w, args):
     return ((1.0 - eps) * loss_wl - eps * loss_lw) / (1.0 - 2.0 * eps)
 
 
-#: method -> per-example loss (loss_wl, loss_lw, w, args) -> (B,); reduced once by the caller
+#: method -> per-example loss (loss_wl, loss_lw, w, args) -> (B,); reduced once by the caller. RPO itself
+#: is not here: it goes through rpo.em.e_step_and_loss (eqs. 4 and 5 in one pass) in _compute_loss.
 OBJECTIVE_FNS: dict[str, Callable[..., torch.Tensor]] = {
     "plain": lambda loss_wl, loss_lw, w, args: loss_wl,
-    "rpo": lambda loss_wl, loss_lw, w, args: rpo_loss(loss_wl, loss_lw, w, args.objective),
     "cdpo": lambda loss_wl, loss_lw, w, args: rpo_loss(
         loss_wl, loss_lw, torch.full_like(loss_wl, 1.0 - args.noise_eps), "weighted"),
     "rdpo": _rdpo,
