@@ -11,6 +11,8 @@ Notation. For a pair with observed label ``y_w > y_l`` from annotator ``k``:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +46,22 @@ def preference_log_probs(loss_wl: Tensor, loss_lw: Tensor) -> tuple[Tensor, Tens
 def _logit(eta: Tensor) -> Tensor:
     # log(eta) - log(1 - eta), exact at the ends: eta = 1 gives +inf, so w = 1 exactly.
     return torch.log(eta) - torch.log1p(-eta)
+
+
+def prior_log_odds(eta: Tensor | float) -> Tensor | float:
+    """``logit(eta) = log eta - log(1 - eta)``: the annotator's term of eq. 4 in log-odds form
+    (``w = sigmoid(d + logit(eta))``); +-inf at eta in {1, 0}, where w is exactly 1 or 0.
+    A tensor gives a tensor of its shape; a Python float gives a float (float64), which is what a
+    training loop uses once per eta update for its (K,) table, rather than per example.
+    """
+    if isinstance(eta, Tensor):
+        return _logit(eta)
+    eta = float(eta)
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    if eta in (0.0, 1.0):
+        return math.inf if eta == 1.0 else -math.inf
+    return math.log(eta) - math.log1p(-eta)
 
 
 def e_step(loss_wl: Tensor, loss_lw: Tensor, eta: Tensor) -> Tensor:
@@ -113,14 +131,29 @@ def e_step_and_loss(loss_wl: Tensor, loss_lw: Tensor, eta: Tensor, objective: st
             raise ValueError("eta must lie in [0, 1]")
     d = _gap(loss_wl, loss_lw) if validate else (loss_lw - loss_wl).to(torch.promote_types(loss_wl.dtype,
                                                                                          torch.float32))
-    with torch.no_grad():
-        w = torch.sigmoid(d.detach() + _logit(eta.detach().to(d.dtype)))
+    prior = _logit(eta.detach().to(d.dtype))
     if objective == "gibbs":
-        # -(w log sigmoid(d) + (1 - w) log sigmoid(-d)) = softplus(d) - w d: fewer ops to differentiate,
-        # the exact gradient sigmoid(d) - w; the value loses ~1e-7 |d| to cancellation when w -> 1.
-        return F.softplus(d) - w * d, w
+        return gibbs_e_step_and_loss(d, prior)
+    with torch.no_grad():
+        w = torch.sigmoid(d.detach() + prior)
     wt = w.to(loss_wl.dtype)
     return wt * loss_wl + (1.0 - wt) * loss_lw, w
+
+
+def gibbs_e_step_and_loss(d: Tensor, prior: Tensor) -> tuple[Tensor, Tensor]:
+    """Eqs. 4 and 5 (Gibbs objective) from log-odds alone: ``(loss per example, w)``.
+
+    ``d = L(y_l > y_w) - L(y_w > y_l)`` is eq. 2's log-odds (differentiable; e.g.
+    :func:`rpo.losses.gibbs_log_odds`), ``prior = logit(eta_k)`` per example (:func:`prior_log_odds`).
+    Eq. 4: ``w = sigmoid(d + prior)``, without gradient. Eq. 5:
+    ``-(w log sigmoid(d) + (1 - w) log sigmoid(-d)) = softplus(d) - w d``, whose gradient in d is exactly
+    ``sigmoid(d) - w``; the value loses ~1e-7 |d| to cancellation when w -> 1.
+    The training loop's hot path: four elementwise ops forward, three backward, no checks (no host sync).
+    Shapes: ``d`` (B,), ``prior`` (B,) or broadcastable to it (one annotator: (1,)) -> two (B,) tensors.
+    """
+    with torch.no_grad():
+        w = torch.sigmoid(d.detach() + prior)
+    return F.softplus(d) - w * d, w
 
 
 def init_eta(num_annotators: int, eta0: float = 0.9) -> Tensor:
@@ -131,8 +164,11 @@ def init_eta(num_annotators: int, eta0: float = 0.9) -> Tensor:
     return torch.full((num_annotators,), float(eta0), dtype=torch.float64)
 
 
-def _per_annotator_mean(w: Tensor, annotator_ids: Tensor, num_annotators: int,
-                        validate: bool = True) -> tuple[Tensor, Tensor]:
+def annotator_sums(w: Tensor, annotator_ids: Tensor, num_annotators: int, *,
+                   validate: bool = True) -> tuple[Tensor, Tensor]:
+    """Per-annotator ``(sum of w, count)``, each (K,) float64: the sufficient statistics of eqs. 6 and 7.
+    ``validate=False`` skips the tensor checks (host syncs). Shapes: ``w``, ``annotator_ids`` (B,) -> two (K,).
+    """
     if validate:
         check_same_shape({"w": w, "annotator_ids": annotator_ids}, ndim=1)
         check_finite({"w": w})
@@ -140,7 +176,7 @@ def _per_annotator_mean(w: Tensor, annotator_ids: Tensor, num_annotators: int,
     ids = annotator_ids.long()
     w = w.detach().to(torch.float64)
     sums = torch.zeros(num_annotators, dtype=torch.float64, device=w.device).index_add_(0, ids, w)
-    counts = torch.bincount(ids, minlength=num_annotators).to(torch.float64)
+    counts = torch.zeros(num_annotators, dtype=torch.float64, device=w.device).index_add_(0, ids, torch.ones_like(w))
     return sums, counts
 
 
@@ -152,15 +188,35 @@ def ema_update(eta: Tensor, w: Tensor, annotator_ids: Tensor, alpha: float, *, v
     (K,) in eta's dtype; the input is not modified. ``validate=False`` skips the tensor checks (host
     syncs) for a training loop whose ids were validated with the dataset.
     """
-    check_alpha(alpha)
     if eta.ndim != 1:
         raise ValueError(f"eta must have shape (K,), got {tuple(eta.shape)}")
-    sums, counts = _per_annotator_mean(w, annotator_ids, eta.shape[0], validate=validate)
-    present = counts > 0
-    batch_mean = sums / counts.clamp(min=1)
+    check_alpha(alpha)
+    sums, counts = annotator_sums(w, annotator_ids, eta.shape[0], validate=validate)
+    return ema_update_from_sums(eta, sums.to(eta.device), counts.to(eta.device), alpha)
+
+
+def ema_update_from_sums(eta: Tensor, sums: Tensor, counts: Tensor, alpha: float) -> Tensor:
+    """Eq. 7 from a batch's per-annotator statistics (:func:`annotator_sums`): the batch mean of w is
+    ``sums / counts``; annotators with ``counts == 0`` keep their value (Algorithm 1, line 8).
+    Shapes: all (K,) on one device -> new ``eta`` (K,) in eta's dtype; the input is not modified."""
+    check_alpha(alpha)
     eta64 = eta.detach().to(torch.float64)
-    new = torch.where(present, (1.0 - alpha) * eta64 + alpha * batch_mean, eta64)
+    batch_mean = sums.to(torch.float64) / counts.to(torch.float64).clamp(min=1)
+    new = torch.where(counts > 0, (1.0 - alpha) * eta64 + alpha * batch_mean, eta64)
     return new.to(eta.dtype)
+
+
+def ema_step(eta_k: float, sum_w: float, count: float, alpha: float) -> float:
+    """Eq. 7 for one annotator, in Python floats (float64): ``(1 - alpha) eta_k + alpha sum_w / count``, or
+    ``eta_k`` when the batch holds none of its labels (``count == 0``, Algorithm 1, line 8).
+
+    The same operations, in the same order, as :func:`ema_update_from_sums` (bitwise equal; tested). A
+    training loop calls it for each of its K annotators once per optimizer step, where the dozen (K,)-sized
+    tensor ops of the vectorised form cost more than the E-step itself on a small model.
+    The caller checks alpha once (:func:`rpo.checks.check_alpha`)."""
+    if count == 0:
+        return eta_k
+    return (1.0 - alpha) * eta_k + alpha * (sum_w / count)
 
 
 def full_update(w: Tensor, annotator_ids: Tensor, num_annotators: int,
@@ -170,7 +226,7 @@ def full_update(w: Tensor, annotator_ids: Tensor, num_annotators: int,
     An annotator with no labels has no estimate: it keeps its value from ``eta`` when given,
     otherwise this raises. Shapes: ``w``, ``annotator_ids`` (N,) -> (K,) float64.
     """
-    sums, counts = _per_annotator_mean(w, annotator_ids, num_annotators)
+    sums, counts = annotator_sums(w, annotator_ids, num_annotators)
     missing = (counts == 0).nonzero().flatten().tolist()
     if missing and eta is None:
         raise ValueError(f"annotators {missing} have no labels: eq. 6 is undefined for them")

@@ -47,6 +47,9 @@ PairLoss = Callable[..., tuple[Tensor, Tensor]]
 LOSSES: dict[str, PairLoss] = {}
 #: names of the losses that need reference log-probs
 NEEDS_REFERENCE: set[str] = set()
+#: name -> function(same arguments as LOSSES) -> d = L(x, y_l > y_w) - L(x, y_w > y_l), eq. 2's log-odds in
+#: closed form (the training loop's Gibbs path needs only d; tests check it against the pair's difference)
+LOG_ODDS: dict[str, Callable[..., Tensor]] = {}
 
 CPO_NLL_MODES = ("batch_token_mean", "token_mean", "sum")
 
@@ -56,6 +59,14 @@ def register(name: str, *, needs_reference: bool) -> Callable[[PairLoss], PairLo
         LOSSES[name] = fn
         if needs_reference:
             NEEDS_REFERENCE.add(name)
+        return fn
+
+    return deco
+
+
+def register_log_odds(name: str) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        LOG_ODDS[name] = fn
         return fn
 
     return deco
@@ -71,6 +82,14 @@ def dpo_pair(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
     """
     h = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)
     return -F.logsigmoid(beta * h), -F.logsigmoid(-beta * h)
+
+
+@register_log_odds("dpo")
+def dpo_log_odds(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+                 ref_chosen_logps, ref_rejected_logps, *, beta, **_):
+    """DPO's eq. 2 log-odds: ``softplus(beta h) - softplus(-beta h) = beta h`` (Appendix B: the Gibbs
+    probability is Bradley-Terry). Shapes: (B,) -> (B,)."""
+    return beta * ((chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps))
 
 
 @register("ipo", needs_reference=True)
@@ -92,6 +111,19 @@ def ipo_pair(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
     return (h - target) ** 2, (-h - target) ** 2
 
 
+@register_log_odds("ipo")
+def ipo_log_odds(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+                 ref_chosen_logps, ref_rejected_logps, *, beta, ipo_length_norm=True, **_):
+    """IPO's eq. 2 log-odds: ``(h + 1/(2 beta))^2 - (h - 1/(2 beta))^2 = 2 h / beta`` (no target margin
+    survives, see the README's departures). Shapes: (B,) -> (B,)."""
+    chosen_ratio = chosen_logps - ref_chosen_logps
+    rejected_ratio = rejected_logps - ref_rejected_logps
+    if ipo_length_norm:
+        chosen_ratio = chosen_ratio / chosen_lengths
+        rejected_ratio = rejected_ratio / rejected_lengths
+    return (2.0 / beta) * (chosen_ratio - rejected_ratio)
+
+
 @register("simpo", needs_reference=False)
 def simpo_pair(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
                ref_chosen_logps, ref_rejected_logps, *, beta, gamma=0.0, **_):
@@ -104,6 +136,17 @@ def simpo_pair(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
     return -F.logsigmoid(u - gamma), -F.logsigmoid(-u - gamma)
 
 
+@register_log_odds("simpo")
+def simpo_log_odds(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+                   ref_chosen_logps, ref_rejected_logps, *, beta, gamma=0.0, **_):
+    """SimPO's eq. 2 log-odds: ``softplus(u + gamma) - softplus(gamma - u)``, which is ``u`` exactly when
+    ``gamma = 0`` (then R-SimPO's Gibbs objective is SimPO's own loss at w = 1). Shapes: (B,) -> (B,)."""
+    u = beta * (chosen_logps / chosen_lengths - rejected_logps / rejected_lengths)
+    if gamma == 0:
+        return u
+    return F.softplus(u + gamma) - F.softplus(gamma - u)
+
+
 @register("cpo", needs_reference=False)
 def cpo_pair(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
              ref_chosen_logps, ref_rejected_logps, *, beta, cpo_alpha=1.0,
@@ -114,19 +157,30 @@ def cpo_pair(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
     ``cpo_nll`` picks the NLL's normalisation (see the module docstring; Table 1 is ``"sum"`` with
     ``cpo_alpha=1``). Reference-free. Shapes: every input (B,); returns two (B,) tensors.
     """
+    nll_w, nll_l = _cpo_nlls(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, cpo_nll)
+    u = beta * (chosen_logps - rejected_logps)
+    return -F.logsigmoid(u) + cpo_alpha * nll_w, -F.logsigmoid(-u) + cpo_alpha * nll_l
+
+
+def _cpo_nlls(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, cpo_nll):
     if cpo_nll == "batch_token_mean":
         # Dividing each summed NLL by the batch's mean length makes the batch mean of the
         # per-example terms equal TRL's token-mean cross-entropy over all chosen tokens.
-        nll_w = -chosen_logps / chosen_lengths.mean()
-        nll_l = -rejected_logps / rejected_lengths.mean()
-    elif cpo_nll == "token_mean":
-        nll_w, nll_l = -chosen_logps / chosen_lengths, -rejected_logps / rejected_lengths
-    elif cpo_nll == "sum":
-        nll_w, nll_l = -chosen_logps, -rejected_logps
-    else:
-        raise ValueError(f"cpo_nll must be one of {CPO_NLL_MODES}, got {cpo_nll!r}")
-    u = beta * (chosen_logps - rejected_logps)
-    return -F.logsigmoid(u) + cpo_alpha * nll_w, -F.logsigmoid(-u) + cpo_alpha * nll_l
+        return -chosen_logps / chosen_lengths.mean(), -rejected_logps / rejected_lengths.mean()
+    if cpo_nll == "token_mean":
+        return -chosen_logps / chosen_lengths, -rejected_logps / rejected_lengths
+    if cpo_nll == "sum":
+        return -chosen_logps, -rejected_logps
+    raise ValueError(f"cpo_nll must be one of {CPO_NLL_MODES}, got {cpo_nll!r}")
+
+
+@register_log_odds("cpo")
+def cpo_log_odds(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+                 ref_chosen_logps, ref_rejected_logps, *, beta, cpo_alpha=1.0, cpo_nll="batch_token_mean", **_):
+    """CPO's eq. 2 log-odds: ``beta (log pi(y_w) - log pi(y_l)) + cpo_alpha (NLL(y_l) - NLL(y_w))``, the
+    NLLs normalised as in :func:`cpo_pair`. Shapes: (B,) -> (B,)."""
+    nll_w, nll_l = _cpo_nlls(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, cpo_nll)
+    return beta * (chosen_logps - rejected_logps) + cpo_alpha * (nll_l - nll_w)
 
 
 def pair_losses(name: str, chosen_logps: Tensor, rejected_logps: Tensor,
@@ -154,8 +208,34 @@ def pair_losses(name: str, chosen_logps: Tensor, rejected_logps: Tensor,
             non-positive lengths or beta. ``validate=False`` skips the tensor checks (each is a host
             sync) for a training loop whose inputs come from a model; the name and beta are still checked.
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown preference loss {name!r}; known: {sorted(LOSSES)}")
+    return _dispatch(LOSSES, name, chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+                     ref_chosen_logps, ref_rejected_logps, beta=beta, gamma=gamma, cpo_alpha=cpo_alpha,
+                     ipo_length_norm=ipo_length_norm, cpo_nll=cpo_nll, validate=validate)
+
+
+def gibbs_log_odds(name: str, chosen_logps: Tensor, rejected_logps: Tensor,
+                   chosen_lengths: Tensor, rejected_lengths: Tensor,
+                   ref_chosen_logps: Tensor | None = None, ref_rejected_logps: Tensor | None = None,
+                   *, beta: float, gamma: float = 0.0, cpo_alpha: float = 1.0,
+                   ipo_length_norm: bool = True, cpo_nll: str = "batch_token_mean", validate: bool = True,
+                   ) -> Tensor:
+    """Eq. 2's log-odds ``d = L(x, y_l > y_w) - L(x, y_w > y_l)``, so ``p(y_w >* y_l) = sigmoid(d)``.
+
+    The same quantity as ``loss_lw - loss_wl`` from :func:`pair_losses` (same arguments, same checks),
+    in closed form (:data:`LOG_ODDS`): ``beta h`` for DPO, ``2 h / beta`` for IPO, ``u`` for SimPO with
+    ``gamma = 0``. Eqs. 4 and 5 (Gibbs objective) need nothing else, and the closed form is a shorter
+    autograd graph and free of the cancellation of subtracting two losses.
+    Shapes: every input (B,) -> (B,), differentiable.
+    """
+    return _dispatch(LOG_ODDS, name, chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+                     ref_chosen_logps, ref_rejected_logps, beta=beta, gamma=gamma, cpo_alpha=cpo_alpha,
+                     ipo_length_norm=ipo_length_norm, cpo_nll=cpo_nll, validate=validate)
+
+
+def _dispatch(table, name, chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+              ref_chosen_logps, ref_rejected_logps, *, beta, validate, **hyper):
+    if name not in table:
+        raise ValueError(f"unknown preference loss {name!r}; known: {sorted(table)}")
     if not beta > 0:
         raise ValueError(f"beta must be > 0, got {beta}")
     tensors = {"chosen_logps": chosen_logps, "rejected_logps": rejected_logps,
@@ -171,6 +251,5 @@ def pair_losses(name: str, chosen_logps: Tensor, rejected_logps: Tensor,
             raise ValueError("completion lengths must be positive (an empty response carries no preference)")
     chosen_lengths = chosen_lengths.to(chosen_logps.dtype)
     rejected_lengths = rejected_lengths.to(rejected_logps.dtype)
-    return LOSSES[name](chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
-                        ref_chosen_logps, ref_rejected_logps, beta=beta, gamma=gamma,
-                        cpo_alpha=cpo_alpha, ipo_length_norm=ipo_length_norm, cpo_nll=cpo_nll)
+    return table[name](chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
+                       ref_chosen_logps, ref_rejected_logps, beta=beta, **hyper)

@@ -3,16 +3,21 @@
 One code path for all eight methods (and the cDPO / rDPO baselines), so that a comparison measures RPO
 and nothing else:
 
-1. TRL's policy forward (fused LM head) gives summed completion log-probs, (2B,) split into chosen and
-   rejected; TRL's reference log-probs come from precomputed columns or ``compute_ref_log_probs``.
-2. The math core turns them into the pair ``(L(y_w > y_l), L(y_l > y_w))`` of Table 1
-   (:func:`rpo.losses.pair_losses`), the E-step weights ``w`` (eq. 4, :func:`rpo.em.e_step`) and the
-   M-step objective (eq. 5, :func:`rpo.em.rpo_loss`), reduced once with ``.mean()``.
-3. eta (one reliability per annotator, float64) is trainer state. ``eta_update="batch"``: the ``w`` of
-   every micro-batch of an optimizer step, gathered over every process, update eta once at the step's
-   end (eq. 7), so the trajectory does not depend on how the global batch is split; each micro-batch's
-   E-step uses eta as it was at the start of the step. ``eta_update="epoch"``: after each epoch a full
-   E-step over the training set sets eta by eq. 6 (the paper's implementation note, section 5).
+1. The policy forward gives summed completion log-probs, (2B,) split into chosen and rejected: DPOTrainer's
+   fused LM head where TRL runs it as a Triton kernel (CUDA), elsewhere the full logits as CPOTrainer
+   computes them (``lm_head``). TRL's reference log-probs come from precomputed columns or
+   ``compute_ref_log_probs``.
+2. The math core turns them into eq. 2's log-odds ``d = L(y_l > y_w) - L(y_w > y_l)`` in closed form
+   (:func:`rpo.losses.gibbs_log_odds`), and ``d`` plus the annotator's prior ``logit(eta_k)`` into the
+   E-step weights ``w`` (eq. 4) and the M-step objective (eq. 5), :func:`rpo.em.gibbs_e_step_and_loss`;
+   reduced once with ``.mean()``. The "weighted" objective and the baselines use the pair of Table 1
+   losses (:func:`rpo.losses.pair_losses`).
+3. eta (one reliability per annotator, float64) is trainer state. ``eta_update="batch"``: each micro-batch
+   adds its per-annotator sums of ``w`` and counts to a (2, K) table on the device; at the optimizer step's
+   end the tables of every process are summed and eta is updated once (eq. 7), so the trajectory does not
+   depend on how the global batch is split (up to float64 summation order); each micro-batch's E-step
+   uses eta as it was at the start of the step. ``eta_update="epoch"``: after each epoch a full E-step
+   over the training set sets eta by eq. 6 (the paper's implementation note, section 5).
 
 Departures and choices (also in the README):
 
@@ -25,7 +30,7 @@ Departures and choices (also in the README):
 * CPO's NLL is TRL's batch token-mean (``cpo_nll="batch_token_mean"``): per example it depends on the
   micro-batch's mean chosen length, so CPO's ``w`` depends (weakly) on the batch composition.
 * The last global batch of an epoch, under several processes with an uneven split, contains
-  accelerate's padding duplicates; they enter eq. 7 like TRL's own metrics do.
+  accelerate's padding duplicates; they enter eq. 7's sums (the logged metrics drop them).
 """
 
 from __future__ import annotations
@@ -41,19 +46,22 @@ import torch
 from accelerate.utils import is_peft_model
 from transformers import TrainerCallback
 from trl import DPOConfig, DPOTrainer
-from trl.trainer.utils import add_fused_lm_head
+from trl.kernels.chunked_logprob import _use_triton
+from trl.trainer.utils import add_fused_lm_head, selective_log_softmax
 
 from rpo.checks import check_alpha, check_eta0
-from rpo.em import OBJECTIVES, e_step, e_step_and_loss, ema_update, full_update, init_eta, rpo_loss
-from rpo.losses import LOSSES, NEEDS_REFERENCE, pair_losses
+from rpo.em import (OBJECTIVES, e_step, e_step_and_loss, ema_step, full_update, gibbs_e_step_and_loss, init_eta,
+                    prior_log_odds, rpo_loss)
+from rpo.losses import LOSSES, NEEDS_REFERENCE, gibbs_log_odds, pair_losses
 
 logger = logging.getLogger(__name__)
 
-#: the TRL release whose internals ``_pair_losses`` mirrors (tests/test_trainer.py checks them)
+#: the TRL release whose internals ``_logps`` mirrors (tests/test_trainer.py checks them)
 TESTED_TRL_VERSION = "1.16.0"
 PREF_LOSSES = ("dpo", "ipo", "simpo", "cpo")
 ETA_UPDATES = ("batch", "epoch")
 BASELINES = ("cdpo", "rdpo")
+LM_HEADS = ("auto", "fused", "logits")
 #: internal column carrying the integer annotator id through tokenisation and collation
 ANNOTATOR_ID = "rpo_annotator_id"
 STATE_FILE = "rpo_state.json"
@@ -84,6 +92,12 @@ class RobustConfig(DPOConfig):
     * ``baseline``: None, "cdpo" (fixed weights w = 1 - noise_eps in the weighted objective) or "rdpo"
       (Chowdhury et al.'s unbiased loss, TRL's ``robust``); both need a known ``noise_eps`` in
       (0, 0.5) and apply to any ``pref_loss`` (with dpo they are the originals). Not with ``robust``.
+    * ``lm_head``: "fused" computes the policy's log-probs as DPOTrainer does, through TRL's fused LM head;
+      "logits" through the full logits, as CPOTrainer does; "auto" (default) picks fused exactly where TRL
+      runs that head as its Triton kernel (CUDA, XPU). Same values (tested to 1e-5). On CPU TRL's fallback
+      was slower and no smaller (SmolLM2-135M, 16 x 133 tokens: 20.7 s vs 14.1 s per step, 8.2 vs 7.5 GB
+      peak RSS; toy model: ~3% of a step). The reference model (dpo / ipo) always goes through TRL's
+      ``compute_ref_log_probs``.
     """
 
     pref_loss: str = field(default="dpo", metadata={"help": "Base loss: dpo, ipo, simpo or cpo (Table 1)."})
@@ -98,11 +112,16 @@ class RobustConfig(DPOConfig):
     cpo_alpha: float = field(default=1.0, metadata={"help": "Weight of CPO's NLL term."})
     baseline: str | None = field(default=None, metadata={"help": "None, 'cdpo' or 'rdpo' (known noise rate)."})
     noise_eps: float = field(default=0.1, metadata={"help": "Known label-noise rate of cdpo / rdpo, in (0, 0.5)."})
+    lm_head: str = field(default="auto", metadata={
+        "help": "How the policy's log-probs are computed: 'fused' (TRL's fused LM head, DPOTrainer's forward: no "
+                "(B, T, V) logits), 'logits' (the model's full logits and TRL's selective_log_softmax, as "
+                "CPOTrainer does) or 'auto' (fused where TRL runs it as a Triton kernel, i.e. CUDA / XPU; logits "
+                "elsewhere, where TRL's fallback is slower and, measured on CPU, no smaller)."})
 
     def __post_init__(self):
         super().__post_init__()
         choices = {"pref_loss": PREF_LOSSES, "eta_update": ETA_UPDATES, "objective": OBJECTIVES,
-                   "baseline": (None, *BASELINES)}
+                   "baseline": (None, *BASELINES), "lm_head": LM_HEADS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RobustConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -220,7 +239,6 @@ class RobustTrainer(DPOTrainer):
         self._cfg = args  # Trainer sets self.args only after DPOTrainer has prepared the datasets
         self.annotator_names: list[str] | None = None
         self.num_identical_skipped: dict[str, int] = {}
-        self._w_buffer: list[tuple[torch.Tensor, torch.Tensor]] = []
         user_precompute = args.precompute_ref_log_probs
         if self._reference_free:
             args.precompute_ref_log_probs = True  # DPOTrainer then builds no reference; see _precompute_ref_logps
@@ -235,7 +253,12 @@ class RobustTrainer(DPOTrainer):
         # DPOTrainer's fused head also computes entropy, mean logits and top-1 hits for its metrics; this
         # trainer logs none of them, so the head is re-patched to compute the log-probs only.
         add_fused_lm_head(self.model.get_base_model() if is_peft_model(self.model) else self.model)
+        self._fused_head = args.lm_head == "fused" or (args.lm_head == "auto"
+                                                       and _use_triton(self.accelerator.device))
         self.eta = init_eta(len(self.annotator_names), args.eta0)
+        # eq. 7's statistics of the current optimizer step, per annotator: sum of w and count (Python floats)
+        self._step_sums = [0.0] * len(self.annotator_names)
+        self._step_counts = [0] * len(self.annotator_names)
         self.add_callback(_EtaCallback(self))
         if self.args.should_save:
             _atomic_write_json(os.path.join(args.output_dir, ANNOTATORS_FILE), self._annotator_record())
@@ -320,17 +343,25 @@ class RobustTrainer(DPOTrainer):
         return super()._precompute_ref_logps(dataset, name, batch_size)
 
     # ---- loss ---------------------------------------------------------------------------------------------
-    def _pair_losses(self, model, inputs):
-        """TRL's forward (as in ``DPOTrainer._compute_loss``) -> Table 1 pair losses, each (B,)."""
+    def _logps(self, model, inputs):
+        """TRL's forward (as in ``DPOTrainer._compute_loss``): the positional arguments of the math core's
+        losses, ``(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, ref_chosen, ref_rejected)``,
+        each (B,) (the references None when reference-free), plus the model kwargs and outputs."""
         completion_mask = inputs["completion_mask"]
         seq_len = completion_mask.size(1) - 1
         model_kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
         model_kwargs["use_cache"] = False
         if self.aux_loss_enabled:  # MoE: as DPOTrainer, ask for router logits to get outputs.aux_loss
             model_kwargs["output_router_logits"] = True
-        labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
-        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-        chosen_logps, rejected_logps = outputs.log_probs[:, -seq_len:].sum(dim=1).chunk(2, dim=0)
+        if self._fused_head:
+            labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+            outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+            per_token = outputs.log_probs[:, -seq_len:]
+        else:  # the model's own head; position t predicts token t + 1
+            outputs = model(**model_kwargs)
+            per_token = selective_log_softmax(outputs.logits[:, :-1], inputs["input_ids"][:, 1:])
+            per_token = per_token.masked_fill(completion_mask[:, 1:] == 0, 0.0)
+        chosen_logps, rejected_logps = per_token.sum(dim=1).chunk(2, dim=0)
         chosen_len, rejected_len = completion_mask.sum(dim=1).chunk(2, dim=0)  # TRL's ipo convention
         ref = (None, None)
         if not self._reference_free:
@@ -343,73 +374,106 @@ class RobustTrainer(DPOTrainer):
                 trl_inputs = {k: v for k, v in inputs.items() if k != ANNOTATOR_ID}
                 ref = self.compute_ref_log_probs(self.ref_model if self.ref_model is not None else self.model,
                                                  trl_inputs)
-        args = self.args
-        loss_wl, loss_lw = pair_losses(args.pref_loss, chosen_logps, rejected_logps, chosen_len, rejected_len,
-                                       *ref, beta=args.beta, gamma=args.gamma, cpo_alpha=args.cpo_alpha,
-                                       validate=False)  # hot path: log-probs from the model, lengths >= 1
-        return loss_wl, loss_lw, chosen_logps, rejected_logps, ref, model_kwargs, outputs
+        return (chosen_logps, rejected_logps, chosen_len, rejected_len, *ref), model_kwargs, outputs
+
+    def _loss_options(self) -> dict:
+        a = self.args  # validate=False: hot path, log-probs come from the model and lengths are >= 1
+        return dict(beta=a.beta, gamma=a.gamma, cpo_alpha=a.cpo_alpha, validate=False)
+
+    def _pair_losses(self, model, inputs):
+        """Table 1 pair losses ``(loss_wl, loss_lw)``, each (B,), from TRL's forward."""
+        logps, _, _ = self._logps(model, inputs)
+        return pair_losses(self.args.pref_loss, *logps, **self._loss_options())
 
     def _compute_loss(self, model, inputs, return_outputs):
         mode = "train" if self.model.training else "eval"
-        loss_wl, loss_lw, chosen_logps, rejected_logps, ref, model_kwargs, outputs = self._pair_losses(model, inputs)
+        logps, model_kwargs, outputs = self._logps(model, inputs)
         w = None
-        if self.method == "rpo":  # eqs. 4 and 5 in one pass; eta as at the step's start
-            ids = inputs[ANNOTATOR_ID].to(loss_wl.device)
-            per_example, w = e_step_and_loss(loss_wl, loss_lw, self.eta.to(loss_wl.device)[ids],
-                                             self.args.objective, validate=False)
-            if mode == "train":
-                self._w_buffer.append((w.cpu(), ids.cpu()))
+        if self.method == "rpo":  # eqs. 4 and 5 in one pass; eta (hence the prior) as at the step's start
+            ids = inputs[ANNOTATOR_ID]
+            if self.args.objective == "gibbs":  # needs only eq. 2's log-odds, in closed form
+                d = gibbs_log_odds(self.args.pref_loss, *logps, **self._loss_options())
+                if d.dtype not in (torch.float32, torch.float64):
+                    d = d.float()  # eqs. 4 and 5 in at least float32, as rpo.em does
+                prior = self._prior if self._prior.numel() == 1 else self._prior[ids]  # K = 1: broadcast
+                per_example, w = gibbs_e_step_and_loss(d, prior)
+            else:
+                loss_wl, loss_lw = pair_losses(self.args.pref_loss, *logps, **self._loss_options())
+                per_example, w = e_step_and_loss(loss_wl, loss_lw, self.eta.to(loss_wl.device)[ids],
+                                                 "weighted", validate=False)
         else:
+            loss_wl, loss_lw = pair_losses(self.args.pref_loss, *logps, **self._loss_options())
             per_example = OBJECTIVE_FNS[self.method](loss_wl, loss_lw, w, self.args)
         loss = per_example.mean()
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
-
-        gather = self.accelerator.gather_for_metrics
-        metrics = self._metrics[mode]
-        if w is not None:
-            all_w = gather(w)
-            mean_w, frac_low = torch.stack([all_w.mean(), (all_w < 0.5).float().mean()]).tolist()  # one sync
-            metrics["w/mean"].append(mean_w)
-            metrics["w/frac_below_0.5"].append(frac_low)
-        chosen_rewards = self.beta * (chosen_logps.detach() - (0 if ref[0] is None else ref[0]))
-        rejected_rewards = self.beta * (rejected_logps.detach() - (0 if ref[1] is None else ref[1]))
-        margins = gather(chosen_rewards - rejected_rewards)
-        metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
-        metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
-        metrics["rewards/margins"].append(margins.mean().item())
-        metrics["rewards/accuracies"].append((margins > 0).float().mean().item())
-        metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
-        metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+        feed_eq7 = w is not None and mode == "train" and self.args.eta_update == "batch"
+        self._log_batch_metrics(mode, logps, w, inputs[ANNOTATOR_ID] if feed_eq7 else None)
         if return_outputs:  # TRL's eval path asks for logits; the fused head built none (as DPOTrainer does)
-            with torch.no_grad():
-                outputs = model(**model_kwargs)
+            if self._fused_head:
+                with torch.no_grad():
+                    outputs = model(**model_kwargs)
             return loss, outputs
         return loss
 
+    def _log_batch_metrics(self, mode: str, logps, w, ids) -> None:
+        """DPOTrainer's reward / log-prob metrics, plus ``w/mean`` and ``w/frac_below_0.5`` under RPO: one
+        gather, one host sync, the means taken on the host (a few dozen floats; each tiny device op would
+        cost more). Given ``ids``, the same sync brings every process's ``(w, annotator)`` of this
+        micro-batch to every rank, where they are added to eq. 7's per-step sums; so all ranks hold the
+        same sums, and eta, without a collective of their own (padding duplicates of an uneven last batch
+        are dropped by ``gather_for_metrics``)."""
+        chosen_logps, rejected_logps, _, _, ref_chosen, ref_rejected = logps
+        chosen_logps, rejected_logps = chosen_logps.detach().float(), rejected_logps.detach().float()
+        cols = [self.beta * (chosen_logps - (0 if ref_chosen is None else ref_chosen)),
+                self.beta * (rejected_logps - (0 if ref_rejected is None else ref_rejected)),
+                chosen_logps, rejected_logps]
+        if w is not None:
+            cols.append(w.float())
+        if ids is not None:
+            cols.append(ids.float())  # exact: ids < 2**24
+        rows = self.accelerator.gather_for_metrics(torch.stack(cols, dim=1)).tolist()  # global B rows
+        if not rows:
+            return
+        n = len(rows)
+        columns = list(zip(*rows))
+        metrics = self._metrics[mode]
+        for name, column in zip(("rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected"), columns):
+            metrics[name].append(sum(column) / n)
+        metrics["rewards/margins"].append(sum(c - r for c, r in zip(columns[0], columns[1])) / n)
+        metrics["rewards/accuracies"].append(sum(c > r for c, r in zip(columns[0], columns[1])) / n)
+        if w is not None:
+            metrics["w/mean"].append(sum(columns[4]) / n)
+            metrics["w/frac_below_0.5"].append(sum(x < 0.5 for x in columns[4]) / n)
+        if ids is not None:
+            for w_i, k in zip(columns[4], columns[5]):
+                self._step_sums[int(k)] += w_i
+                self._step_counts[int(k)] += 1
+
     # ---- eta: eq. 7 per optimizer step, eq. 6 per epoch ---------------------------------------------------
-    def _gather_all(self, w: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every process's (w, ids), concatenated in rank order; ranks may hold different counts."""
-        if self.accelerator.num_processes == 1:
-            return w, ids
-        device = self.accelerator.device
-        ids = self.accelerator.pad_across_processes(ids.to(device), dim=0, pad_index=-1)
-        w = self.accelerator.pad_across_processes(w.to(device), dim=0, pad_index=0)
-        ids, w = self.accelerator.gather(ids).cpu(), self.accelerator.gather(w).cpu()
-        keep = ids >= 0
-        return w[keep], ids[keep]
+    @property
+    def eta(self) -> torch.Tensor:
+        """(K,) float64 on the CPU: each annotator's reliability. Assigning it also refreshes the (K,)
+        prior log-odds table the E-step indexes on the device (an in-place edit would not)."""
+        return self._eta
+
+    @eta.setter
+    def eta(self, value: torch.Tensor) -> None:
+        self._set_eta(value.detach().to("cpu", torch.float64).tolist())
+
+    def _set_eta(self, values: list[float]) -> None:
+        self._eta = torch.tensor(values, dtype=torch.float64)
+        self._eta_values = values
+        self._prior = torch.tensor([prior_log_odds(v) for v in values], dtype=torch.float32,
+                                   device=self.accelerator.device)
 
     def _end_of_step(self) -> None:
         if self.method == "rpo" and self.args.eta_update == "batch":
-            if self._w_buffer:
-                w = torch.cat([b[0] for b in self._w_buffer])
-                ids = torch.cat([b[1] for b in self._w_buffer])
-            else:  # a rank without data must still join the collective
-                w, ids = torch.zeros(0), torch.zeros(0, dtype=torch.long)
-            w, ids = self._gather_all(w, ids)
-            if ids.numel():
-                self.eta = ema_update(self.eta, w, ids, self.args.ema_alpha, validate=False)  # ids checked on load
-        self._w_buffer.clear()
+            alpha = self.args.ema_alpha  # eq. 7 on K floats: cheaper than a dozen tiny tensor ops
+            self._set_eta([ema_step(e, s, c, alpha)
+                           for e, s, c in zip(self._eta_values, self._step_sums, self._step_counts)])
+            self._step_sums = [0.0] * len(self._eta_values)
+            self._step_counts = [0] * len(self._eta_values)
         self._log_eta()
 
     def _end_of_epoch(self) -> None:
@@ -421,7 +485,7 @@ class RobustTrainer(DPOTrainer):
 
     def _log_eta(self) -> None:
         if self.method == "rpo":
-            for name, value in zip(self.annotator_names, self.eta.tolist()):
+            for name, value in zip(self.annotator_names, self._eta_values):
                 self._metrics["train"][f"eta/{name}"] = [value]
 
     @torch.no_grad()

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rpo import e_step, em_operator, pair_losses, preference_log_probs, rpo_loss
+from rpo import e_step, em_operator, ema_update, pair_losses, preference_log_probs, rpo_loss
 from rpo.theory import em_trajectory, simulate_calibrated_labels
 
 LOGP = st.floats(-1e4, 1e4, allow_nan=False)
@@ -160,3 +160,76 @@ def test_fused_e_step_and_loss_equals_the_two_steps(name, objective):
         assert torch.allclose(g_new, g_ref, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="mismatched shapes"):
         e_step_and_loss(wl, lw, eta[:3], objective)
+
+
+@pytest.mark.parametrize("conventions", [dict(), dict(ipo_length_norm=False, cpo_nll="sum"),
+                                         dict(cpo_nll="token_mean", gamma=0.0)])
+@pytest.mark.parametrize("name", ["dpo", "ipo", "simpo", "cpo"])
+def test_closed_form_log_odds_equal_the_pair_difference(name, conventions):
+    """gibbs_log_odds (beta h, 2h/beta, ...) is eq. 2's log-odds L_lw - L_wl of pair_losses, value and gradient,
+    computed here in float64 so that the subtraction loses nothing."""
+    from rpo.losses import gibbs_log_odds
+
+    g = torch.Generator().manual_seed(11)
+    cw = (torch.randn(64, generator=g, dtype=torch.float64) * 20).requires_grad_()
+    rw, rcw, rrw = (torch.randn(64, generator=g, dtype=torch.float64) * 20 for _ in range(3))
+    n = torch.randint(1, 40, (64,), generator=g).double()
+    opts = dict(beta=0.3, gamma=0.4, cpo_alpha=0.7) | conventions
+    wl, lw = pair_losses(name, cw, rw, n, n.flip(0), rcw, rrw, **opts)
+    d = gibbs_log_odds(name, cw, rw, n, n.flip(0), rcw, rrw, **opts)
+    assert torch.allclose(d, lw - wl, rtol=1e-10, atol=1e-10)
+    (g_pair,) = torch.autograd.grad((lw - wl).sum(), cw)
+    (g_closed,) = torch.autograd.grad(d.sum(), cw)
+    assert torch.allclose(g_closed, g_pair, rtol=1e-10, atol=1e-12)
+    assert d.abs().max() > 1.0  # not a degenerate all-zero case
+    if name in ("dpo", "ipo"):  # the same argument checks as pair_losses
+        with pytest.raises(ValueError, match="needs ref_chosen_logps"):
+            gibbs_log_odds(name, cw, rw, n, n, beta=0.3)
+
+
+def test_gibbs_step_from_log_odds_equals_the_loss_based_one():
+    """gibbs_e_step_and_loss(d, logit(eta)) is e_step + rpo_loss('gibbs') for d = L_lw - L_wl."""
+    from rpo.em import gibbs_e_step_and_loss, prior_log_odds
+
+    g = torch.Generator().manual_seed(2)
+    wl, lw = torch.rand(32, generator=g) * 5, torch.rand(32, generator=g) * 5
+    eta = torch.rand(32, generator=g)
+    d = (lw - wl).requires_grad_()
+    loss, w = gibbs_e_step_and_loss(d, prior_log_odds(eta))
+    w_ref = e_step(wl, lw, eta)
+    assert torch.allclose(w, w_ref, atol=1e-7) and not w.requires_grad
+    assert torch.allclose(loss, rpo_loss(wl, lw, w_ref, "gibbs"), atol=1e-6)
+    (grad,) = torch.autograd.grad(loss.sum(), d)
+    assert torch.allclose(grad, torch.sigmoid(d.detach()) - w, atol=1e-7)  # the M-step gradient
+
+
+def test_eq7_from_accumulated_sums_equals_eq7_on_the_concatenated_batch():
+    """The training loop's eq. 7: per-annotator sums accumulated in Python floats over micro-batches, then
+    ema_step per annotator, is exactly ema_update on the whole batch (and ema_update_from_sums)."""
+    from rpo.em import annotator_sums, ema_step, ema_update_from_sums
+
+    g = torch.Generator().manual_seed(4)
+    w, ids = torch.rand(24, generator=g), torch.randint(0, 3, (24,), generator=g)
+    ids[ids == 2] = 0  # annotator 2 absent from the batch: it must keep its value
+    eta = torch.tensor([0.9, 0.8, 0.7], dtype=torch.float64)
+    sums, counts = [0.0] * 3, [0] * 3
+    for part in range(3):  # three micro-batches of 8
+        for w_i, k in zip(w[8 * part: 8 * part + 8].tolist(), ids[8 * part: 8 * part + 8].tolist()):
+            sums[k] += w_i
+            counts[k] += 1
+    new = [ema_step(e, s_, c, 0.1) for e, s_, c in zip(eta.tolist(), sums, counts)]
+    assert new == ema_update(eta, w, ids, 0.1).tolist()  # bitwise
+    assert new == ema_update_from_sums(eta, *annotator_sums(w, ids, 3), 0.1).tolist()
+    assert new[2] == 0.7 and new[0] != 0.9 and counts == [int((ids == k).sum()) for k in range(3)]
+
+
+def test_prior_log_odds_floats_and_tensors_agree():
+    from rpo.em import prior_log_odds
+
+    etas = [0.0, 1e-9, 0.3, 0.5, 0.9, 1 - 1e-12, 1.0]
+    as_floats = [prior_log_odds(e) for e in etas]
+    assert as_floats[0] == -math.inf and as_floats[-1] == math.inf and as_floats[3] == 0.0
+    assert torch.allclose(torch.tensor(as_floats, dtype=torch.float64),
+                          prior_log_odds(torch.tensor(etas, dtype=torch.float64)), rtol=1e-14)
+    with pytest.raises(ValueError, match="eta"):
+        prior_log_odds(1.5)

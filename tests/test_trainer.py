@@ -49,7 +49,7 @@ def batch_loss(trainer, n=8):
 
 # ---- the TRL internals this trainer relies on ----------------------------------------------------------------
 def test_trl_internals_unchanged():
-    """Fails loudly when TRL moves: RobustTrainer._pair_losses mirrors these lines of DPOTrainer."""
+    """Fails loudly when TRL moves: RobustTrainer._logps mirrors these lines of DPOTrainer."""
     import trl
     from trl.trainer import dpo_trainer
 
@@ -75,6 +75,9 @@ def test_trl_internals_unchanged():
     collate = inspect.getsource(dpo_trainer.DataCollatorForPreference.torch_call)
     assert 'example["prompt_ids"] + example["chosen_ids"]' in collate
     assert "self._metrics = {\"train\": defaultdict(list), \"eval\": defaultdict(list)}" in init
+    from trl.kernels.chunked_logprob import _use_triton  # lm_head="auto" follows TRL's own kernel dispatch
+
+    assert not _use_triton(torch.device("cpu")) and '("cuda", "xpu")' in inspect.getsource(_use_triton)
 
 
 # ---- config ----------------------------------------------------------------------------------------------------
@@ -83,7 +86,7 @@ def test_trl_internals_unchanged():
     (dict(ema_alpha=1.5), "alpha"), (dict(pref_loss="kto"), "pref_loss"), (dict(eta_update="step"), "eta_update"),
     (dict(objective="x"), "objective"), (dict(baseline="cdpo"), "robust=False"),
     (dict(baseline="rdpo", robust=False, noise_eps=0.5), "noise_eps"), (dict(loss_type="ipo"), "loss_type"),
-    (dict(label_smoothing=0.1), "label_smoothing"),
+    (dict(label_smoothing=0.1), "label_smoothing"), (dict(lm_head="chunked"), "lm_head"),
 ])
 def test_config_rejects_bad_values(tmp_path, bad, word):
     with pytest.raises(ValueError, match=word):
@@ -181,6 +184,24 @@ def test_plain_losses_equal_trl_cpo_trainer(tok, pairs, tmp_path, pref_loss, trl
     mine = make(tok, ds, tmp_path, pref_loss, robust=False, gamma=trl_cfg.get("simpo_gamma", 0.0),
                 cpo_alpha=trl_cfg["cpo_alpha"])
     assert batch_loss(mine) == pytest.approx(expected, rel=1e-6, abs=1e-7)
+
+
+@pytest.mark.parametrize("pref_loss", ["dpo", "ipo", "simpo", "cpo"])
+def test_full_logits_give_the_fused_heads_log_probs(tok, pairs, tmp_path, pref_loss):
+    """lm_head="logits" (CPOTrainer's way, "auto"'s choice on CPU) computes what TRL's fused head computes."""
+    ds = pairs(8)
+    fused = make(tok, ds, tmp_path, pref_loss, gamma=0.3, lm_head="fused")
+    logits = make(tok, ds, tmp_path, pref_loss, gamma=0.3)
+    assert fused._fused_head and not logits._fused_head  # auto: no Triton on CPU
+    with torch.no_grad():
+        (a, _, _), (b, _, _) = (t._logps(t.model, first_batch(t)) for t in (fused, logits))
+    for x, y in zip(a[:4], b[:4]):  # chosen / rejected log-probs and lengths
+        assert torch.allclose(x.float(), y.float(), rtol=1e-5, atol=1e-5)
+    assert a[0].abs().min() > 1.0  # real log-probs, not masked zeros
+    assert batch_loss(logits) == pytest.approx(batch_loss(fused), rel=1e-5)
+    fused.args.max_steps = 2
+    fused.train()  # and the fused path trains
+    assert fused.eta.item() != 0.9 and torch.isfinite(torch.tensor(fused.state.log_history[0]["loss"]))
 
 
 def test_cdpo_and_rdpo_mix_the_label_and_its_swap(tok, pairs, tmp_path):
@@ -336,7 +357,7 @@ def test_evaluate_reports_loss_and_confidences(tok, pairs, tmp_path):
     trainer.eval_dataset = trainer._prepare_dataset(pairs(8, seed=3), tok, trainer.args, "eval")
     metrics = trainer.evaluate()
     assert torch.isfinite(torch.tensor(metrics["eval_loss"])) and 0 < metrics["eval_w/mean"] < 1
-    assert trainer._w_buffer == []  # evaluation never feeds eq. 7
+    assert trainer._step_counts == [0]  # evaluation never feeds eq. 7
 
 
 def test_peft_reference_is_the_adapter_free_model(tok, pairs, tmp_path):
