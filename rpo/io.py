@@ -30,8 +30,12 @@ def save_figure(fig, folder, stem: str, dpi: int = 150) -> list[Path]:
     an empty ``folder`` saves nothing (a notebook run interactively only shows it)."""
     if not folder:
         return []
+    import matplotlib
+
     Path(folder).mkdir(parents=True, exist_ok=True)
     paths = [Path(folder) / f"{stem}.{ext}" for ext in ("png", "svg")]
-    for p in paths:
-        fig.savefig(p, dpi=dpi)
+    # No date and fixed element ids in the SVG: the same figure gives the same bytes on every rerun.
+    with matplotlib.rc_context({"svg.hashsalt": stem}):
+        for p in paths:
+            fig.savefig(p, dpi=dpi, metadata={"Date": None} if p.suffix == ".svg" else None)
     return paths

@@ -277,3 +277,27 @@ def test_dead_worker_is_recorded_as_failed(tmp_path):
     assert failed and all((tmp_path / f"{rid}.failed.json").exists() for rid in failed)
     assert all(status(tmp_path, r.id) in ("done", "failed") for r in plan.runs)   # nothing unaccounted
     assert "BrokenProcessPool" in json.loads((tmp_path / f"{failed[0]}.failed.json").read_text())["error_type"]
+
+
+def test_only_the_full_grid_writes_into_results():
+    """CI runs the reduced grid: its notebooks must not rewrite the committed figures in results/."""
+    for grid, expected in (("full", "../results"), ("reduced", "")):
+        steps = {s.notebook: s for s in get_profile("toy", grid).steps}
+        assert steps["00_derivations"].params["figure_dir"] == expected
+        assert steps["01_data"].params["figure_dir"] == expected
+
+
+def test_saved_figures_are_byte_stable(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rpo.io import save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 2], [1, 0, 2])
+    first = [p.read_bytes() for p in save_figure(fig, tmp_path / "a", "fig")]
+    second = [p.read_bytes() for p in save_figure(fig, tmp_path / "b", "fig")]
+    plt.close(fig)
+    assert first == second and b"<dc:date>" not in first[1]
