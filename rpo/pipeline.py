@@ -84,11 +84,14 @@ def atomic_write_json(path, obj) -> Path:
 
 @lru_cache(maxsize=None)
 def git_commit() -> str:
-    """HEAD of the repository, with ``-dirty`` when tracked files differ from it; "unknown" outside git."""
+    """HEAD of the repository, with ``-dirty`` when tracked files differ from it; "unknown" outside git.
+    The pipeline's own outputs (``results/``, README's generated results block) do not count: a study
+    rewrites them while it runs, and they cannot change the numbers."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results", ":(exclude)README.md"], cwd=REPO,
                                capture_output=True, text=True, check=True).stdout.strip()
         return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

@@ -301,3 +301,31 @@ def test_saved_figures_are_byte_stable(tmp_path):
     second = [p.read_bytes() for p in save_figure(fig, tmp_path / "b", "fig")]
     plt.close(fig)
     assert first == second and b"<dc:date>" not in first[1]
+
+
+def test_git_commit_ignores_the_pipelines_own_outputs(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    for name in ("code.py", "README.md", "results/t.md"):
+        (tmp_path / name).write_text("a\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    monkeypatch.setattr(pipeline, "REPO", tmp_path)
+
+    def commit():
+        pipeline.git_commit.cache_clear()
+        return pipeline.git_commit()
+
+    try:
+        (tmp_path / "results" / "t.md").write_text("b\n")
+        (tmp_path / "README.md").write_text("b\n")
+        assert not commit().endswith("-dirty")  # a study rewriting its outputs is not a code change
+        (tmp_path / "code.py").write_text("b\n")
+        assert commit().endswith("-dirty")
+    finally:
+        pipeline.git_commit.cache_clear()
