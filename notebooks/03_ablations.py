@@ -27,11 +27,10 @@ runs_root = "../papermill_runs"
 # %%
 from IPython.display import Markdown, display
 
-from rpo.tables import build_table, load_study, to_markdown
+from rpo.tables import study_markdown
 
-study, frame = load_study(profile, "table3", runs_root=runs_root, grid=grid)
-labels, rows = build_table(study, frame)
-display(Markdown(to_markdown(study, labels, rows)))
+study, frame, table = study_markdown(profile, "table3", runs_root=runs_root, grid=grid)
+display(Markdown(table))
 
 # %% [markdown]
 # Status of every expected training (ok / failed / not run):

@@ -28,11 +28,10 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from rpo.pipeline import run_dir_of
-from rpo.tables import build_table, iter_records, load_study, to_markdown
+from rpo.tables import iter_records, study_markdown
 
-study, frame = load_study(profile, "figure2", runs_root=runs_root, grid=grid)
-labels, rows = build_table(study, frame)
-display(Markdown(to_markdown(study, labels, rows)))
+study, frame, table = study_markdown(profile, "figure2", runs_root=runs_root, grid=grid)
+display(Markdown(table))
 
 # %% [markdown]
 # Estimated against true eta, one point per (noise, seed, annotator):

@@ -196,24 +196,20 @@ def ema_update(eta: Tensor, w: Tensor, annotator_ids: Tensor, alpha: float, *, v
 
 
 def ema_update_from_sums(eta: Tensor, sums: Tensor, counts: Tensor, alpha: float) -> Tensor:
-    """Eq. 7 from a batch's per-annotator statistics (:func:`annotator_sums`): the batch mean of w is
-    ``sums / counts``; annotators with ``counts == 0`` keep their value (Algorithm 1, line 8).
-    Shapes: all (K,) on one device -> new ``eta`` (K,) in eta's dtype; the input is not modified."""
+    """Eq. 7 from a batch's per-annotator statistics (:func:`annotator_sums`): :func:`ema_step` for each
+    annotator. Shapes: all (K,) -> new ``eta`` (K,) in eta's dtype and device; the input is not modified."""
     check_alpha(alpha)
-    eta64 = eta.detach().to(torch.float64)
-    batch_mean = sums.to(torch.float64) / counts.to(torch.float64).clamp(min=1)
-    new = torch.where(counts > 0, (1.0 - alpha) * eta64 + alpha * batch_mean, eta64)
-    return new.to(eta.dtype)
+    new = [ema_step(e, s, c, alpha) for e, s, c in zip(eta.tolist(), sums.tolist(), counts.tolist())]
+    return torch.tensor(new, dtype=torch.float64).to(eta.device, eta.dtype)
 
 
 def ema_step(eta_k: float, sum_w: float, count: float, alpha: float) -> float:
     """Eq. 7 for one annotator, in Python floats (float64): ``(1 - alpha) eta_k + alpha sum_w / count``, or
     ``eta_k`` when the batch holds none of its labels (``count == 0``, Algorithm 1, line 8).
 
-    The same operations, in the same order, as :func:`ema_update_from_sums` (bitwise equal; tested). A
-    training loop calls it for each of its K annotators once per optimizer step, where the dozen (K,)-sized
-    tensor ops of the vectorised form cost more than the E-step itself on a small model.
-    The caller checks alpha once (:func:`rpo.checks.check_alpha`)."""
+    The one implementation of eq. 7: the tensor forms call it, and the trainer calls it for each of its K
+    annotators once per optimizer step, where a dozen (K,)-sized tensor ops would cost more than the
+    E-step itself on a small model. The caller checks alpha (:func:`rpo.checks.check_alpha`)."""
     if count == 0:
         return eta_k
     return (1.0 - alpha) * eta_k + alpha * (sum_w / count)

@@ -101,12 +101,8 @@ def ipo_pair(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
     each log-ratio is divided by its completion length; without it, summed as in Table 1.
     Shapes: every input (B,); returns two (B,) tensors.
     """
-    chosen_ratio = chosen_logps - ref_chosen_logps
-    rejected_ratio = rejected_logps - ref_rejected_logps
-    if ipo_length_norm:
-        chosen_ratio = chosen_ratio / chosen_lengths
-        rejected_ratio = rejected_ratio / rejected_lengths
-    h = chosen_ratio - rejected_ratio
+    h = _ipo_h(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, ref_chosen_logps,
+               ref_rejected_logps, ipo_length_norm)
     target = 1.0 / (2.0 * beta)
     return (h - target) ** 2, (-h - target) ** 2
 
@@ -116,12 +112,18 @@ def ipo_log_odds(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
                  ref_chosen_logps, ref_rejected_logps, *, beta, ipo_length_norm=True, **_):
     """IPO's eq. 2 log-odds: ``(h + 1/(2 beta))^2 - (h - 1/(2 beta))^2 = 2 h / beta`` (no target margin
     survives, see the README's departures). Shapes: (B,) -> (B,)."""
+    return (2.0 / beta) * _ipo_h(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, ref_chosen_logps,
+                                 ref_rejected_logps, ipo_length_norm)
+
+
+def _ipo_h(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, ref_chosen_logps, ref_rejected_logps,
+           ipo_length_norm):
     chosen_ratio = chosen_logps - ref_chosen_logps
     rejected_ratio = rejected_logps - ref_rejected_logps
     if ipo_length_norm:
         chosen_ratio = chosen_ratio / chosen_lengths
         rejected_ratio = rejected_ratio / rejected_lengths
-    return (2.0 / beta) * (chosen_ratio - rejected_ratio)
+    return chosen_ratio - rejected_ratio
 
 
 @register("simpo", needs_reference=False)

@@ -272,6 +272,13 @@ def _fmt_key(v) -> str:
 
 # ---------------------------------------------------------------- render
 
+def study_markdown(profile: str, name: str, *, runs_root=RUNS,
+                   grid: str | None = None) -> tuple[Study, pd.DataFrame, str]:
+    """For an analysis notebook: :func:`load_study`, and the study's table as Markdown."""
+    study, frame = load_study(profile, name, runs_root=runs_root, grid=grid)
+    return study, frame, to_markdown(study, *build_table(study, frame))
+
+
 def to_markdown(study: Study, labels, rows) -> str:
     head = list(study.rows) + labels
     out = [f"**{study.title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -463,7 +463,6 @@ class RobustTrainer(DPOTrainer):
 
     def _set_eta(self, values: list[float]) -> None:
         self._eta = torch.tensor(values, dtype=torch.float64)
-        self._eta_values = values
         self._prior = torch.tensor([prior_log_odds(v) for v in values], dtype=torch.float32,
                                    device=self.accelerator.device)
 
@@ -471,9 +470,9 @@ class RobustTrainer(DPOTrainer):
         if self.method == "rpo" and self.args.eta_update == "batch":
             alpha = self.args.ema_alpha  # eq. 7 on K floats: cheaper than a dozen tiny tensor ops
             self._set_eta([ema_step(e, s, c, alpha)
-                           for e, s, c in zip(self._eta_values, self._step_sums, self._step_counts)])
-            self._step_sums = [0.0] * len(self._eta_values)
-            self._step_counts = [0] * len(self._eta_values)
+                           for e, s, c in zip(self._eta.tolist(), self._step_sums, self._step_counts)])
+            self._step_sums = [0.0] * len(self.annotator_names)
+            self._step_counts = [0] * len(self.annotator_names)
         self._log_eta()
 
     def _end_of_epoch(self) -> None:
@@ -485,7 +484,7 @@ class RobustTrainer(DPOTrainer):
 
     def _log_eta(self) -> None:
         if self.method == "rpo":
-            for name, value in zip(self.annotator_names, self._eta_values):
+            for name, value in zip(self.annotator_names, self._eta.tolist()):
                 self._metrics["train"][f"eta/{name}"] = [value]
 
     @torch.no_grad()

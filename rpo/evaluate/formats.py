@@ -52,10 +52,7 @@ def read_alpacaeval(path: Path | str) -> list[dict]:
     ValueError names the file, and the line of bad JSON or of the first record at fault."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    data = _loads(text, path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     for i, rec in enumerate(data):
@@ -144,13 +141,19 @@ def _numbered(path, required=()):
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        rec = _loads(line, path, lineno)
         if not isinstance(rec, dict):
             raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
         missing = [k for k in required if k not in rec]
         if missing:
             raise ValueError(f"{path}:{lineno}: record lacks key(s) {missing}")
         yield lineno, rec
+
+
+def _loads(text: str, path, lineno: int | None = None):
+    """``json.loads``; bad JSON is a ValueError naming the file and the line: ``lineno`` for one line of a
+    JSON Lines file, else the decoder's line within ``text``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{lineno or e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
