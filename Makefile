@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and make:
 #   make reproduce   the toy study, end to end
-#   make test        the whole test suite
+#   make test        the linter, the formatter check and the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -30,6 +30,8 @@ reproduce: $(STAMP)
 	$(VENV)/bin/rpo reproduce
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 clean-venv:

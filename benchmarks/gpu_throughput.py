@@ -45,19 +45,53 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 # Published config.json values (HuggingFaceTB/SmolLM2-135M-Instruct, Qwen/Qwen2.5-0.5B-Instruct).
 ARCHS = {
     "SmolLM2-135M": dict(
-        model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0,
-        rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu"),
+        model_type="llama",
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        hidden_act="silu",
+    ),
     "Qwen2.5-0.5B": dict(
-        model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0,
-        rms_norm_eps=1e-6, tie_word_embeddings=True, hidden_act="silu"),
+        model_type="qwen2",
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        hidden_act="silu",
+    ),
 }
-TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2)
+TINY = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
 # Dense bf16 peak, FLOP/s (vendor datasheets, SXM parts; no sparsity)
-PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "H800": 989e12, "A100": 312e12, "A800": 312e12, "L40S": 362e12,
-             "L4": 121e12, "A10": 125e12}
+PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,
+    "H800": 989e12,
+    "A100": 312e12,
+    "A800": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+    "A10": 125e12,
+}
 TARGET = 0.99
 
 
@@ -90,8 +124,12 @@ def synthetic_pairs(n: int, prompt_len: int, completion_len: int, seed: int):
     rng = random.Random(seed)
     chars = [c for c in TOY_CHARS if c.isalnum()]
     text = lambda k: "".join(rng.choice(chars) for _ in range(k))  # noqa: E731
-    return Dataset.from_list([{"prompt": text(prompt_len), "chosen": text(completion_len),
-                               "rejected": text(completion_len)} for _ in range(n)])
+    return Dataset.from_list(
+        [
+            {"prompt": text(prompt_len), "chosen": text(completion_len), "rejected": text(completion_len)}
+            for _ in range(n)
+        ]
+    )
 
 
 class StepTimer:
@@ -126,7 +164,7 @@ def make_trainers(name: str, a: argparse.Namespace, device):
     from trl import DPOConfig, DPOTrainer
 
     from rpo.models import build_toy_tokenizer
-    from rpo.trainer import RobustConfig, RobustTrainer
+    from rpo.training import RobustConfig, RobustTrainer
 
     tok = build_toy_tokenizer()
     config = build_config(name, a.dry_run)
@@ -135,17 +173,31 @@ def make_trainers(name: str, a: argparse.Namespace, device):
     base = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # fp32 master weights, bf16 autocast
     n_flop = flop_params(base)
     data = synthetic_pairs(a.batch_size * (a.steps + 1), a.prompt_len, a.completion_len, a.seed)
-    common = dict(output_dir=str(a.tmp / name), per_device_train_batch_size=a.batch_size, max_steps=a.steps,
-                  learning_rate=1e-6, lr_scheduler_type="constant", beta=0.1, max_length=a.prompt_len + a.completion_len + 8,
-                  bf16=not a.dry_run, use_cpu=a.dry_run, activation_checkpointing=False, report_to="none",
-                  save_strategy="no", logging_steps=a.steps, dataloader_num_workers=0, seed=a.seed,
-                  disable_tqdm=True)
+    common = dict(
+        output_dir=str(a.tmp / name),
+        per_device_train_batch_size=a.batch_size,
+        max_steps=a.steps,
+        learning_rate=1e-6,
+        lr_scheduler_type="constant",
+        beta=0.1,
+        max_length=a.prompt_len + a.completion_len + 8,
+        bf16=not a.dry_run,
+        use_cpu=a.dry_run,
+        activation_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=a.steps,
+        dataloader_num_workers=0,
+        seed=a.seed,
+        disable_tqdm=True,
+    )
     trainers = {}
     for method in ("DPO", "R-DPO"):
         policy, ref = copy.deepcopy(base).to(device), copy.deepcopy(base).to(device)
         if method == "DPO":
-            tr = DPOTrainer(model=policy, ref_model=ref, args=DPOConfig(**common), train_dataset=data,
-                            processing_class=tok)
+            tr = DPOTrainer(
+                model=policy, ref_model=ref, args=DPOConfig(**common), train_dataset=data, processing_class=tok
+            )
         else:
             cfg = RobustConfig(**common, pref_loss="dpo", robust=True, eta0=0.9, ema_alpha=0.1)
             tr = RobustTrainer(model=policy, ref_model=ref, args=cfg, train_dataset=data, processing_class=tok)
@@ -179,9 +231,15 @@ def run(a: argparse.Namespace, save=lambda res: None) -> dict:
         raise SystemExit("no CUDA GPU found: use --dry-run to check the code path on CPU")
     t_start = time.perf_counter()
     peak, device_name = peak_flops(device, a.peak_tflops)
-    results = {"device": device_name, "peak_bf16_flops": peak, "dry_run": a.dry_run, "target_ratio": TARGET,
-               "settings": {k: v for k, v in vars(a).items() if k != "tmp"}, "archs": {},
-               "versions": versions()}
+    results = {
+        "device": device_name,
+        "peak_bf16_flops": peak,
+        "dry_run": a.dry_run,
+        "target_ratio": TARGET,
+        "settings": {k: v for k, v in vars(a).items() if k != "tmp"},
+        "archs": {},
+        "versions": versions(),
+    }
     from tqdm.auto import tqdm
 
     for i, name in enumerate(a.archs):
@@ -202,23 +260,34 @@ def run(a: argparse.Namespace, save=lambda res: None) -> dict:
                 if device.type == "cuda":
                     torch.cuda.reset_peak_memory_stats(device)
                 tr.train()
-                timed = timer.times[a.warmup_steps:]
-                row[method] = {"tokens_per_s": tokens_per_step * len(timed) / sum(timed),
-                               "step_s_median": statistics.median(timed),
-                               "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+                timed = timer.times[a.warmup_steps :]
+                row[method] = {
+                    "tokens_per_s": tokens_per_step * len(timed) / sum(timed),
+                    "step_s_median": statistics.median(timed),
+                    "peak_mem_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+                }
             if r > 0:  # round 0 warms up kernels and allocator
                 row["ratio"] = row["R-DPO"]["tokens_per_s"] / row["DPO"]["tokens_per_s"]
                 rounds.append(row)
-        summary = {"params_flop": n_flop, "seq_len": seq_len, "tokens_per_step": tokens_per_step,
-                   "model_flops_per_token": flops_per_token, "rounds": rounds, "partial": partial}
+        summary = {
+            "params_flop": n_flop,
+            "seq_len": seq_len,
+            "tokens_per_step": tokens_per_step,
+            "model_flops_per_token": flops_per_token,
+            "rounds": rounds,
+            "partial": partial,
+        }
         if rounds:
             for method in ("DPO", "R-DPO"):
                 tps = statistics.median(x[method]["tokens_per_s"] for x in rounds)
-                summary[method] = {"tokens_per_s_median": tps,
-                                   "mfu": tps * flops_per_token / peak if peak else None}
+                summary[method] = {"tokens_per_s_median": tps, "mfu": tps * flops_per_token / peak if peak else None}
             ratios = [x["ratio"] for x in rounds]
-            summary.update(ratio_median=statistics.median(ratios), ratio_min=min(ratios), ratio_max=max(ratios),
-                           meets_target=statistics.median(ratios) >= TARGET)
+            summary.update(
+                ratio_median=statistics.median(ratios),
+                ratio_min=min(ratios),
+                ratio_max=max(ratios),
+                meets_target=statistics.median(ratios) >= TARGET,
+            )
         results["archs"][name] = summary
         results["wall_s"] = time.perf_counter() - t_start
         save(results)
@@ -233,37 +302,53 @@ def versions() -> dict:
     import transformers
     import trl
 
-    v = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-         "trl": trl.__version__, "cuda": torch.version.cuda}
+    v = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "cuda": torch.version.cuda,
+    }
     try:
         import subprocess
 
-        v["git_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                                         text=True).stdout.strip()
+        v["git_commit"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         pass
     return v
 
 
 def render_md(res: dict) -> str:
-    L = [f"# R-DPO vs TRL DPOTrainer throughput ({'CPU dry run, tiny sizes' if res['dry_run'] else res['device']})", "",
-         "Produced by `benchmarks/gpu_throughput.py`; numbers are medians over interleaved rounds.", "",
-         "| architecture | DPO tokens/s | R-DPO tokens/s | ratio (median, min-max) | DPO MFU | R-DPO MFU | >= 0.99 |",
-         "|---|---:|---:|---|---:|---:|---|"]
+    L = [
+        f"# R-DPO vs TRL DPOTrainer throughput ({'CPU dry run, tiny sizes' if res['dry_run'] else res['device']})",
+        "",
+        "Produced by `benchmarks/gpu_throughput.py`; numbers are medians over interleaved rounds.",
+        "",
+        "| architecture | DPO tokens/s | R-DPO tokens/s | ratio (median, min-max) | DPO MFU | R-DPO MFU | >= 0.99 |",
+        "|---|---:|---:|---|---:|---:|---|",
+    ]
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     for name, s in res["archs"].items():
         if "DPO" not in s:
             L.append(f"| {name} | no completed round | | | | | |")
             continue
-        L.append(f"| {name} | {s['DPO']['tokens_per_s_median']:,.0f} | {s['R-DPO']['tokens_per_s_median']:,.0f} | "
-                 f"{s['ratio_median']:.4f} ({s['ratio_min']:.4f}-{s['ratio_max']:.4f}) | {pct(s['DPO']['mfu'])} | "
-                 f"{pct(s['R-DPO']['mfu'])} | {'yes' if s['meets_target'] else '**no**'}"
-                 f"{' (partial)' if s['partial'] else ''} |")
+        L.append(
+            f"| {name} | {s['DPO']['tokens_per_s_median']:,.0f} | {s['R-DPO']['tokens_per_s_median']:,.0f} | "
+            f"{s['ratio_median']:.4f} ({s['ratio_min']:.4f}-{s['ratio_max']:.4f}) | {pct(s['DPO']['mfu'])} | "
+            f"{pct(s['R-DPO']['mfu'])} | {'yes' if s['meets_target'] else '**no**'}"
+            f"{' (partial)' if s['partial'] else ''} |"
+        )
     st = res["settings"]
-    L += ["", f"Settings: {st['batch_size']} pairs per step, prompt {st['prompt_len']} + completion "
-          f"{st['completion_len']} tokens, {st['steps']} steps per round ({st['warmup_steps']} untimed), "
-          f"{st['rounds']} timed rounds; bf16 autocast over fp32 weights; reference model forward included in "
-          f"MFU. Wall time {res['wall_s']:.0f} s. Versions: {res['versions']}.", ""]
+    L += [
+        "",
+        f"Settings: {st['batch_size']} pairs per step, prompt {st['prompt_len']} + completion "
+        f"{st['completion_len']} tokens, {st['steps']} steps per round ({st['warmup_steps']} untimed), "
+        f"{st['rounds']} timed rounds; bf16 autocast over fp32 weights; reference model forward included in "
+        f"MFU. Wall time {res['wall_s']:.0f} s. Versions: {res['versions']}.",
+        "",
+    ]
     return "\n".join(L)
 
 

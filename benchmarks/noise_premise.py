@@ -24,8 +24,18 @@ from pathlib import Path
 import torch
 
 
-def train_dpo(world, pairs, *, seed: int, steps: int, lr: float, beta: float, batch_size: int,
-              method: str = "trl-dpo", rpo_kwargs: dict | None = None):
+def train_dpo(
+    world,
+    pairs,
+    *,
+    seed: int,
+    steps: int,
+    lr: float,
+    beta: float,
+    batch_size: int,
+    method: str = "trl-dpo",
+    rpo_kwargs: dict | None = None,
+):
     """Train from the world's reference policy (policy and reference both start there).
 
     ``method``: "trl-dpo" (TRL's own DPOTrainer: plain DPO independent of this project's trainer),
@@ -35,22 +45,45 @@ def train_dpo(world, pairs, *, seed: int, steps: int, lr: float, beta: float, ba
 
     policy, tok = world.load_reference()
     ref, _ = world.load_reference()
-    common = dict(per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=lr,
-                  beta=beta, lr_scheduler_type="constant", warmup_steps=0, use_cpu=True, bf16=False,
-                  gradient_checkpointing=False, report_to=[], save_strategy="no", logging_steps=10 ** 6,
-                  seed=seed, disable_tqdm=True, dataloader_num_workers=0)
+    common = dict(
+        per_device_train_batch_size=batch_size,
+        max_steps=steps,
+        learning_rate=lr,
+        beta=beta,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10**6,
+        seed=seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
     with tempfile.TemporaryDirectory() as out:
         if method == "trl-dpo":
-            trainer = DPOTrainer(model=policy, ref_model=ref, args=DPOConfig(output_dir=out, **common),
-                                 processing_class=tok,
-                                 train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]))
+            trainer = DPOTrainer(
+                model=policy,
+                ref_model=ref,
+                args=DPOConfig(output_dir=out, **common),
+                processing_class=tok,
+                train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]),
+            )
         elif method in ("dpo", "r-dpo"):
-            from rpo.trainer import RobustConfig, RobustTrainer
+            from rpo.training import RobustConfig, RobustTrainer
 
-            args = RobustConfig(output_dir=out, pref_loss="dpo", robust=method == "r-dpo", **common,
-                                **(rpo_kwargs or {}))
-            trainer = RobustTrainer(model=policy, ref_model=ref, args=args, processing_class=tok,
-                                    train_dataset=pairs.select_columns(["prompt", "chosen", "rejected", "annotator"]))
+            args = RobustConfig(
+                output_dir=out, pref_loss="dpo", robust=method == "r-dpo", **common, **(rpo_kwargs or {})
+            )
+            trainer = RobustTrainer(
+                model=policy,
+                ref_model=ref,
+                args=args,
+                processing_class=tok,
+                train_dataset=pairs.select_columns(["prompt", "chosen", "rejected", "annotator"]),
+            )
         else:
             raise ValueError(f"unknown method {method!r}; expected trl-dpo, dpo or r-dpo")
         t0 = time.perf_counter()
@@ -91,8 +124,8 @@ def main():
     torch.set_num_threads(1)
 
     from rpo.data import single_annotator, true_reliability
-    from rpo.metrics import flag_auroc, generation_quality, mean_ci, preference_accuracy
-    from rpo.world import WorldConfig, build_world, sample_responses
+    from rpo.toy.metrics import flag_auroc, generation_quality, mean_ci, preference_accuracy
+    from rpo.toy.world import WorldConfig, build_world, sample_responses
 
     t0 = time.perf_counter()
     cfg = WorldConfig() if a.train_prompts is None else WorldConfig(n_train_prompts=a.train_prompts)
@@ -101,56 +134,101 @@ def main():
     ref, tok = world.load_reference()
     ref_resp = [s for ss in sample_responses(ref, tok, world.heldout, n=a.samples, seed=10_000) for s in ss]
     base = generation_quality(ref, tok, world.heldout, reference_responses=ref_resp, n=a.samples, seed=99)
-    print(f"world {world.path.name}: {len(world.train)} train / {len(world.test)} test pairs, "
-          f"{len(world.heldout)} held-out prompts; build/load {build_s:.1f} s; reference vs itself: {base}")
+    print(
+        f"world {world.path.name}: {len(world.train)} train / {len(world.test)} test pairs, "
+        f"{len(world.heldout)} held-out prompts; build/load {build_s:.1f} s; reference vs itself: {base}"
+    )
 
     runs = []
     for seed in range(a.seeds):
         for rate in a.noise:
             pairs = single_annotator(world.train, rate, seed=seed)
-            policy, ref, tok, train_s, trainer = train_dpo(world, pairs, seed=seed, steps=a.steps, lr=a.lr,
-                                                           beta=a.beta, batch_size=a.batch_size, method=a.method,
-                                                           rpo_kwargs={"eta0": a.eta0, "ema_alpha": a.alpha})
+            policy, ref, tok, train_s, trainer = train_dpo(
+                world,
+                pairs,
+                seed=seed,
+                steps=a.steps,
+                lr=a.lr,
+                beta=a.beta,
+                batch_size=a.batch_size,
+                method=a.method,
+                rpo_kwargs={"eta0": a.eta0, "ema_alpha": a.alpha},
+            )
             extra = {}
             if a.method == "r-dpo":  # RPO's own estimates against the hidden truth
                 w = trainer.label_confidences(pairs.select_columns(["prompt", "chosen", "rejected", "annotator"]))
-                extra = {"eta_hat": float(trainer.eta[0]), "eta_true": true_reliability(pairs)["a1"],
-                         "flag_auroc": flag_auroc(w.numpy(), pairs["is_flipped"])}
-            gq = generation_quality(policy, tok, world.heldout, reference_responses=ref_resp, n=a.samples,
-                                    seed=seed + 1)
+                extra = {
+                    "eta_hat": float(trainer.eta[0]),
+                    "eta_true": true_reliability(pairs)["a1"],
+                    "flag_auroc": flag_auroc(w.numpy(), pairs["is_flipped"]),
+                }
+            gq = generation_quality(
+                policy, tok, world.heldout, reference_responses=ref_resp, n=a.samples, seed=seed + 1
+            )
             acc = preference_accuracy(policy, tok, world.test, reference=ref)
-            run = {"seed": seed, "noise": rate, "train_s": round(train_s, 2), "pref_acc": acc, **gq,
-                   "flip_rate": float(sum(pairs["is_flipped"]) / len(pairs)), **extra}
+            run = {
+                "seed": seed,
+                "noise": rate,
+                "train_s": round(train_s, 2),
+                "pref_acc": acc,
+                **gq,
+                "flip_rate": float(sum(pairs["is_flipped"]) / len(pairs)),
+                **extra,
+            }
             runs.append(run)
             print(json.dumps(run), flush=True)
 
     summary = {}
     for rate in a.noise:
         rs = [r for r in runs if r["noise"] == rate]
-        summary[str(rate)] = {k: mean_ci([r[k] for r in rs]) for k in ("win_rate", "mean_reward", "pref_acc", "train_s")}
+        summary[str(rate)] = {
+            k: mean_ci([r[k] for r in rs]) for k in ("win_rate", "mean_reward", "pref_acc", "train_s")
+        }
     lo, hi = min(a.noise), max(a.noise)
     d_mean = d_half = float("nan")
     passed = None
     if lo != hi:
-        diffs = [r0["win_rate"] - r1["win_rate"] for r0, r1 in zip(
-            [r for r in runs if r["noise"] == lo], [r for r in runs if r["noise"] == hi])]
+        diffs = [
+            r0["win_rate"] - r1["win_rate"]
+            for r0, r1 in zip([r for r in runs if r["noise"] == lo], [r for r in runs if r["noise"] == hi])
+        ]
         d_mean, d_half = mean_ci(diffs)
         w_lo, w_hi = summary[str(lo)]["win_rate"], summary[str(hi)]["win_rate"]
         passed = bool(d_mean > d_half and (w_lo[0] - w_lo[1]) > (w_hi[0] + w_hi[1]))
     print("\nnoise  win_rate (95% CI)      mean_reward        pref_acc           train_s")
     for rate in a.noise:
         s = summary[str(rate)]
-        print(f"{rate:<5}  " + "  ".join(f"{m:.3f} +- {h:.3f}" for m, h in
-                                          (s["win_rate"], s["mean_reward"], s["pref_acc"], s["train_s"])))
+        print(
+            f"{rate:<5}  "
+            + "  ".join(
+                f"{m:.3f} +- {h:.3f}" for m, h in (s["win_rate"], s["mean_reward"], s["pref_acc"], s["train_s"])
+            )
+        )
     if passed is not None:
-        print(f"paired win-rate drop {lo} -> {hi}: {d_mean:.3f} +- {d_half:.3f} (95%, {a.seeds} seeds); "
-              f"intervals disjoint and drop > CI: {'PASS' if passed else 'FAIL'}")
+        print(
+            f"paired win-rate drop {lo} -> {hi}: {d_mean:.3f} +- {d_half:.3f} (95%, {a.seeds} seeds); "
+            f"intervals disjoint and drop > CI: {'PASS' if passed else 'FAIL'}"
+        )
     for key in ("eta_hat", "eta_true", "flag_auroc"):
         if runs and key in runs[0]:
-            print(f"{key}: " + ", ".join(f"noise {rate}: {m:.3f} +- {h:.3f}" for rate in a.noise
-                                         for m, h in [mean_ci([r[key] for r in runs if r['noise'] == rate])]))
-    result = {"args": vars(a), "method": a.method, "world": world.path.name, "reference_vs_itself": base, "runs": runs,
-              "summary": summary, "drop": [d_mean, d_half], "passed": passed}
+            print(
+                f"{key}: "
+                + ", ".join(
+                    f"noise {rate}: {m:.3f} +- {h:.3f}"
+                    for rate in a.noise
+                    for m, h in [mean_ci([r[key] for r in runs if r["noise"] == rate])]
+                )
+            )
+    result = {
+        "args": vars(a),
+        "method": a.method,
+        "world": world.path.name,
+        "reference_vs_itself": base,
+        "runs": runs,
+        "summary": summary,
+        "drop": [d_mean, d_half],
+        "passed": passed,
+    }
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:  # NaN (e.g. AUROC with no flipped label) written as null: strict JSON
         f.write(json.dumps(_nan_to_none(result), indent=1, allow_nan=False))

@@ -40,8 +40,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-CPU = dict(use_cpu=True, bf16=False, gradient_checkpointing=False, report_to=[], disable_tqdm=True, seed=0,
-           per_device_train_batch_size=8, learning_rate=1e-4, save_strategy="no")
+CPU = dict(
+    use_cpu=True,
+    bf16=False,
+    gradient_checkpointing=False,
+    report_to=[],
+    disable_tqdm=True,
+    seed=0,
+    per_device_train_batch_size=8,
+    learning_rate=1e-4,
+    save_strategy="no",
+)
 
 
 FUSED = " [fused head]"  # suffix: the same trainer with lm_head="fused" (DPOTrainer's forward)
@@ -53,8 +62,13 @@ def toy_pairs(n: int = 8, seed: int = 0):
 
     rng = random.Random(seed)
     words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 5))) for _ in range(n)]
-    return Dataset.from_dict({"prompt": [f"<bos>{w}:" for w in words], "chosen": [w.upper() for w in words],
-                              "rejected": [w[::-1] for w in words]})
+    return Dataset.from_dict(
+        {
+            "prompt": [f"<bos>{w}:" for w in words],
+            "chosen": [w.upper() for w in words],
+            "rejected": [w[::-1] for w in words],
+        }
+    )
 
 
 def build(kind: str, tok, data, out: str, size: dict | None = None):
@@ -62,32 +76,56 @@ def build(kind: str, tok, data, out: str, size: dict | None = None):
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
     from rpo.models import build_toy_model
-    from rpo.trainer import RobustConfig, RobustTrainer
+    from rpo.training import RobustConfig, RobustTrainer
 
     model = build_toy_model(0, tokenizer=tok, **(size or {}))
     ref = build_toy_model(1, tokenizer=tok, **(size or {}))
     head = "fused" if kind.endswith(FUSED) else "auto"
     base = kind.removesuffix(FUSED)
     if base == "R-DPO":
-        return RobustTrainer(model, ref_model=ref, args=RobustConfig(output_dir=out, pref_loss="dpo", beta=0.1,
-                                                                     lm_head=head, **CPU),
-                             train_dataset=data, processing_class=tok)
+        return RobustTrainer(
+            model,
+            ref_model=ref,
+            args=RobustConfig(output_dir=out, pref_loss="dpo", beta=0.1, lm_head=head, **CPU),
+            train_dataset=data,
+            processing_class=tok,
+        )
     if kind == "TRL DPO":
-        return DPOTrainer(model, ref_model=ref, args=DPOConfig(output_dir=out, loss_type="sigmoid", beta=0.1, **CPU),
-                          train_dataset=data, processing_class=tok)
+        return DPOTrainer(
+            model,
+            ref_model=ref,
+            args=DPOConfig(output_dir=out, loss_type="sigmoid", beta=0.1, **CPU),
+            train_dataset=data,
+            processing_class=tok,
+        )
     if base in ("DPO (ours, robust=False)", "SimPO (ours, robust=False)"):
         simpo = base.startswith("SimPO")
-        cfg = RobustConfig(output_dir=out, pref_loss="simpo" if simpo else "dpo", robust=False,
-                           beta=2.0 if simpo else 0.1, gamma=0.5 if simpo else 0.0, lm_head=head, **CPU)
-        return RobustTrainer(model, ref_model=None if simpo else ref, args=cfg, train_dataset=data,
-                             processing_class=tok)
+        cfg = RobustConfig(
+            output_dir=out,
+            pref_loss="simpo" if simpo else "dpo",
+            robust=False,
+            beta=2.0 if simpo else 0.1,
+            gamma=0.5 if simpo else 0.0,
+            lm_head=head,
+            **CPU,
+        )
+        return RobustTrainer(
+            model, ref_model=None if simpo else ref, args=cfg, train_dataset=data, processing_class=tok
+        )
     if base == "R-SimPO":
-        return RobustTrainer(model, args=RobustConfig(output_dir=out, pref_loss="simpo", beta=2.0, gamma=0.5,
-                                                      lm_head=head, **CPU),
-                             train_dataset=data, processing_class=tok)
+        return RobustTrainer(
+            model,
+            args=RobustConfig(output_dir=out, pref_loss="simpo", beta=2.0, gamma=0.5, lm_head=head, **CPU),
+            train_dataset=data,
+            processing_class=tok,
+        )
     if kind == "TRL SimPO":
-        return CPOTrainer(model, args=CPOConfig(output_dir=out, loss_type="simpo", cpo_alpha=0.0, beta=2.0,
-                                                simpo_gamma=0.5, **CPU), train_dataset=data, processing_class=tok)
+        return CPOTrainer(
+            model,
+            args=CPOConfig(output_dir=out, loss_type="simpo", cpo_alpha=0.0, beta=2.0, simpo_gamma=0.5, **CPU),
+            train_dataset=data,
+            processing_class=tok,
+        )
     raise ValueError(kind)
 
 
@@ -134,15 +172,23 @@ def race(kinds: list[str], tok, data, steps: int, warmup: int, size: dict) -> di
 
 #: (trainers raced together, [(ours, theirs, what the ratio measures)])
 GROUPS = [
-    (["R-DPO", "TRL DPO", "DPO (ours, robust=False)", "R-DPO" + FUSED, "DPO (ours, robust=False)" + FUSED],
-     [("R-DPO", "TRL DPO", "target, defaults"),
-      ("R-DPO" + FUSED, "TRL DPO", "target, same forward: fused head"),
-      ("R-DPO", "DPO (ours, robust=False)", "RPO's own cost"),
-      ("R-DPO" + FUSED, "DPO (ours, robust=False)" + FUSED, "RPO's own cost, fused head")]),
-    (["R-SimPO", "TRL SimPO", "SimPO (ours, robust=False)", "R-SimPO" + FUSED],
-     [("R-SimPO", "TRL SimPO", "target, defaults = same forward: full logits"),
-      ("R-SimPO", "SimPO (ours, robust=False)", "RPO's own cost"),
-      ("R-SimPO" + FUSED, "TRL SimPO", "TRL's fused head (CPU fallback) vs full logits")]),
+    (
+        ["R-DPO", "TRL DPO", "DPO (ours, robust=False)", "R-DPO" + FUSED, "DPO (ours, robust=False)" + FUSED],
+        [
+            ("R-DPO", "TRL DPO", "target, defaults"),
+            ("R-DPO" + FUSED, "TRL DPO", "target, same forward: fused head"),
+            ("R-DPO", "DPO (ours, robust=False)", "RPO's own cost"),
+            ("R-DPO" + FUSED, "DPO (ours, robust=False)" + FUSED, "RPO's own cost, fused head"),
+        ],
+    ),
+    (
+        ["R-SimPO", "TRL SimPO", "SimPO (ours, robust=False)", "R-SimPO" + FUSED],
+        [
+            ("R-SimPO", "TRL SimPO", "target, defaults = same forward: full logits"),
+            ("R-SimPO", "SimPO (ours, robust=False)", "RPO's own cost"),
+            ("R-SimPO" + FUSED, "TRL SimPO", "TRL's fused head (CPU fallback) vs full logits"),
+        ],
+    ),
 ]
 
 
@@ -166,22 +212,38 @@ def main() -> None:
     size = {"hidden_size": opts.hidden, "num_layers": opts.layers}
     results = []
     for kinds, pairs in GROUPS:
-        meds = [race(kinds, tok, data, opts.steps, opts.warmup, size)
-                for _ in tqdm(range(opts.repeats), desc=kinds[0], leave=False)]
+        meds = [
+            race(kinds, tok, data, opts.steps, opts.warmup, size)
+            for _ in tqdm(range(opts.repeats), desc=kinds[0], leave=False)
+        ]
         for ours, theirs, what in pairs:
             ratios = [m[ours] / m[theirs] for m in meds]
-            results.append({"ours": ours, "theirs": theirs, "measures": what,
-                            "median_ms_ours": 1e3 * statistics.median(m[ours] for m in meds),
-                            "median_ms_theirs": 1e3 * statistics.median(m[theirs] for m in meds),
-                            "ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-                            "repeats": opts.repeats, "steps": opts.steps, "hidden": opts.hidden,
-                            "layers": opts.layers})
-    print(f"toy Llama {opts.hidden} wide x {opts.layers} layers, one thread; median of {opts.steps} interleaved "
-          f"steps per race, {opts.repeats} races")
+            results.append(
+                {
+                    "ours": ours,
+                    "theirs": theirs,
+                    "measures": what,
+                    "median_ms_ours": 1e3 * statistics.median(m[ours] for m in meds),
+                    "median_ms_theirs": 1e3 * statistics.median(m[theirs] for m in meds),
+                    "ratio": statistics.median(ratios),
+                    "ratio_min": min(ratios),
+                    "ratio_max": max(ratios),
+                    "repeats": opts.repeats,
+                    "steps": opts.steps,
+                    "hidden": opts.hidden,
+                    "layers": opts.layers,
+                }
+            )
+    print(
+        f"toy Llama {opts.hidden} wide x {opts.layers} layers, one thread; median of {opts.steps} interleaved "
+        f"steps per race, {opts.repeats} races"
+    )
     for r in results:
         verdict = "meets" if r["ratio"] <= 1.02 else "MISSES"
-        print(f"{r['ours']:>20}: {r['median_ms_ours']:6.2f} ms  vs {r['theirs']:>37}: {r['median_ms_theirs']:6.2f} ms"
-              f"  ratio {r['ratio']:.3f} [{r['ratio_min']:.3f}-{r['ratio_max']:.3f}] ({verdict} 1.02; {r['measures']})")
+        print(
+            f"{r['ours']:>20}: {r['median_ms_ours']:6.2f} ms  vs {r['theirs']:>37}: {r['median_ms_theirs']:6.2f} ms"
+            f"  ratio {r['ratio']:.3f} [{r['ratio_min']:.3f}-{r['ratio_max']:.3f}] ({verdict} 1.02; {r['measures']})"
+        )
     if opts.json:
         tmp = opts.json + ".tmp"
         with open(tmp, "w") as f:

@@ -32,11 +32,11 @@ import matplotlib.pyplot as plt
 import sympy as sp
 import torch
 
-from rpo import derivations as d
 from rpo import em_operator
+from rpo.core import derivations as d
+from rpo.core.theory import em_trajectory, simulate_calibrated_labels
 from rpo.io import save_figure
-from rpo.pipeline import write_metrics
-from rpo.theory import em_trajectory, simulate_calibrated_labels
+from rpo.pipeline.provenance import write_metrics
 
 sp.init_printing()
 
@@ -108,8 +108,10 @@ for k, eta_k in enumerate(eta_true):
         axes[1].plot(traj, color=f"C{k}", alpha=0.8)
         results[f"eta{eta_k}_from{eta0}"] = traj[-1].item()
     axes[1].axhline(realised, color=f"C{k}", ls=":", lw=1)
-    print(f"true eta {eta_k} (realised {realised:.4f}):",
-          ", ".join(f"from {e0} -> {results[f'eta{eta_k}_from{e0}']:.4f}" for e0 in eta_starts))
+    print(
+        f"true eta {eta_k} (realised {realised:.4f}):",
+        ", ".join(f"from {e0} -> {results[f'eta{eta_k}_from{e0}']:.4f}" for e0 in eta_starts),
+    )
     for eta0 in eta_starts:
         assert abs(results[f"eta{eta_k}_from{eta0}"] - eta_k) < 0.01
 
@@ -132,6 +134,8 @@ remark_gap = (em_operator(flat, grid) - grid).abs().max().item()
 print(f"max |T(eta) - eta| with uninformative p*: {remark_gap:.2e}")
 assert remark_gap < 1e-12
 
-write_metrics(metrics_path or None,  # atomic, with the git commit and package versions
-              {"n_labels": n_labels, "eta_true": eta_true, "eta_starts": eta_starts, "seed": seed},
-              {"sympy_vs_pair_losses_max_abs_diff": worst, "remark_e1_max_gap": remark_gap, "em_limits": results})
+write_metrics(
+    metrics_path or None,  # atomic, with the git commit and package versions
+    {"n_labels": n_labels, "eta_true": eta_true, "eta_starts": eta_starts, "seed": seed},
+    {"sympy_vs_pair_losses_max_abs_diff": worst, "remark_e1_max_gap": remark_gap, "em_limits": results},
+)

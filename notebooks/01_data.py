@@ -35,12 +35,14 @@ import numpy as np
 
 from rpo.data import apply_layout, is_hidden, public_view, true_reliability
 from rpo.io import save_figure
-from rpo.pipeline import write_metrics
-from rpo.world import WorldConfig, build_world
+from rpo.pipeline.provenance import write_metrics
+from rpo.toy.world import WorldConfig, build_world
 
 world = build_world(WorldConfig(), progress=False)
-print(f"world {world.path.name}: {len(world.train)} train pairs, {len(world.test)} clean test pairs, "
-      f"{len(world.heldout)} held-out prompts")
+print(
+    f"world {world.path.name}: {len(world.train)} train pairs, {len(world.test)} clean test pairs, "
+    f"{len(world.heldout)} held-out prompts"
+)
 for row in world.train[:4]:
     print({k: row[k] for k in ("prompt", "chosen", "rejected", "true_margin")})
 
@@ -64,8 +66,10 @@ for layout in ("single", "two"):
         data = apply_layout(world.train, layout, rate, kind=kind, seed=seed)
         rel = true_reliability(data)
         measured[f"{layout}/{kind}"] = rel
-        print(f"{layout:6s} {kind:9s} rows {len(data):5d}  true reliability per annotator: "
-              + ", ".join(f"{k}={v:.3f}" for k, v in rel.items()))
+        print(
+            f"{layout:6s} {kind:9s} rows {len(data):5d}  true reliability per annotator: "
+            + ", ".join(f"{k}={v:.3f}" for k, v in rel.items())
+        )
 hidden = [c for c in data.column_names if is_hidden(c)]
 print("hidden columns:", hidden, "| what the trainer sees:", public_view(data).column_names)
 
@@ -80,8 +84,12 @@ for kind in ("symmetric", "bt"):
     m = np.array(data["true_margin"])
     flipped = np.array(data["is_flipped"], dtype=float)
     idx = np.clip(np.digitize(m, bins[1:-1]), 0, len(bins) - 2)
-    ax.plot([(bins[i] + bins[i + 1]) / 2 for i in range(len(bins) - 1)],
-            [flipped[idx == i].mean() for i in range(len(bins) - 1)], "o-", label=kind)
+    ax.plot(
+        [(bins[i] + bins[i + 1]) / 2 for i in range(len(bins) - 1)],
+        [flipped[idx == i].mean() for i in range(len(bins) - 1)],
+        "o-",
+        label=kind,
+    )
 ax.axhline(rate, color="grey", ls=":", lw=1)
 ax.set(xlabel="oracle reward gap of the pair", ylabel="flip rate", title=f"noise models at rate {rate}")
 ax.legend()
@@ -90,5 +98,8 @@ save_figure(fig, figure_dir, "noise_models")
 plt.show()
 
 # %%
-write_metrics(metrics_path or None, {"profile": profile, "rate": rate, "seed": seed, "world": world.path.name},
-              {"true_reliability": measured, "n_train": len(world.train), "n_test": len(world.test)})
+write_metrics(
+    metrics_path or None,
+    {"profile": profile, "rate": rate, "seed": seed, "world": world.path.name},
+    {"true_reliability": measured, "n_train": len(world.train), "n_test": len(world.test)},
+)

@@ -27,7 +27,7 @@ runs_root = "../papermill_runs"
 # %%
 from IPython.display import Markdown, display
 
-from rpo.tables import study_markdown
+from rpo.report import study_markdown
 
 study, frame, table = study_markdown(profile, "table3", runs_root=runs_root, grid=grid)
 display(Markdown(table))

@@ -27,8 +27,7 @@ runs_root = "../papermill_runs"
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from rpo.pipeline import run_dir_of
-from rpo.tables import iter_records, study_markdown
+from rpo.report import eta_trajectories, study_markdown
 
 study, frame, table = study_markdown(profile, "figure2", runs_root=runs_root, grid=grid)
 display(Markdown(table))
@@ -53,11 +52,7 @@ ax.set_title(f"{len(ok)} runs" + (f"; {n_missing} missing" if n_missing else "")
 # eta trajectories over training steps (seed 0):
 
 # %%
-wanted = {(r["layout"], r["noise"]) for _, r in frame.iterrows()}
-traj = [(c["layout"], c["noise"], k, m[f"eta_trajectory_{k}"])
-        for _, c, m in iter_records(run_dir_of(profile, grid, runs_root))
-        if c.get("robust") and c.get("seed") == 0 and (c.get("layout"), c.get("noise")) in wanted
-        and c.get("method") == "dpo" for k in (1, 2) if f"eta_trajectory_{k}" in m]
+traj = eta_trajectories(profile, grid, frame, runs_root=runs_root, method="dpo", seed=0)
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
 for layout, ax in zip(("single", "two"), axes):
     for lay, noise, k, t in sorted(traj, key=lambda x: (x[1], x[2])):

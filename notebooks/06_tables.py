@@ -30,7 +30,7 @@ from pathlib import Path
 
 from IPython.display import Image, Markdown, display
 
-from rpo.tables import build
+from rpo.report import build
 
 manifest = build(profile, grid=grid, runs_root=runs_root, results_dir=results_dir)
 for name, table in manifest["tables"].items():

@@ -1,17 +1,22 @@
 """The ``rpo`` command: ``run`` (the papermill pipeline), ``tables``, ``reproduce``, ``eval``.
 
-    rpo run --profile toy [--seeds N] [--jobs J] [--only NOTEBOOK] [--grid reduced] [--slurm]
+    rpo [--root DIR] run --profile toy [--seeds N] [--jobs J] [--only NOTEBOOK] [--grid reduced] [--slurm]
     rpo tables [--profile toy]
     rpo reproduce            # what `make reproduce` runs: rpo run --profile toy, then rpo tables
     rpo eval ...             # the evaluation harnesses (rpo.evaluate.cli)
+
+``--root DIR`` (or ``$RPO_HOME``) is the project folder holding notebooks/, papermill_runs/, results/ and
+recipes/ (default: the checkout the package was installed from, else the current folder; rpo.paths).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from rpo.profiles import GRIDS, PROFILES
+from rpo import paths
+from rpo.pipeline.profiles import GRIDS, PROFILES
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -25,10 +30,19 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args) -> int:
-    from rpo.pipeline import RUNS, run_profile, summarize
+    from rpo.pipeline.execute import summarize
+    from rpo.pipeline.run import run_profile
 
-    results = run_profile(args.profile, seeds=args.seeds, jobs=args.jobs, only=args.only, grid=args.grid,
-                          runs_root=args.runs_dir or RUNS, slurm=getattr(args, "slurm", False), force=args.force)
+    results = run_profile(
+        args.profile,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        only=args.only,
+        grid=args.grid,
+        runs_root=args.runs_dir,
+        slurm=getattr(args, "slurm", False),
+        force=args.force,
+    )
     print(summarize(results))
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
@@ -37,28 +51,29 @@ def cmd_run(args) -> int:
 
 
 def cmd_tables(args) -> int:
-    from rpo.pipeline import RUNS
-    from rpo.tables import RESULTS, build
+    from rpo.report.build import build, update_readme
 
-    manifest = build(args.profile, grid=args.grid, seeds=args.seeds, runs_root=args.runs_dir or RUNS,
-                     results_dir=args.results_dir or RESULTS)
+    results_dir = args.results_dir or paths.results()
+    manifest = build(args.profile, grid=args.grid, seeds=args.seeds, runs_root=args.runs_dir, results_dir=results_dir)
     if args.results_dir is None and (args.grid or "full") == "full" and args.profile == "toy":
-        from rpo.pipeline import REPO
-        from rpo.tables import update_readme
-
-        if update_readme(REPO / "README.md", manifest, RESULTS):  # the README shows the committed study
+        if update_readme(paths.readme(), manifest, results_dir):  # the README shows the committed study
             print("updated the results block of README.md")
     n_cells = sum(len(t["cells"]) for t in manifest["tables"].values())
     n_missing = sum(c["n"] < c["n_expected"] for t in manifest["tables"].values() for c in t["cells"])
-    print(f"wrote {len(manifest['tables'])} tables ({n_cells} cells, {n_missing} with missing runs) "
-          f"and manifest.json to {args.results_dir or RESULTS}")
+    print(
+        f"wrote {len(manifest['tables'])} tables ({n_cells} cells, {n_missing} with missing runs) "
+        f"and manifest.json to {results_dir}"
+    )
     return 0
 
 
 def cmd_reproduce(args) -> int:
     rc = cmd_run(args)
-    cmd_tables(argparse.Namespace(profile=args.profile, grid=args.grid, seeds=args.seeds,
-                                  runs_dir=args.runs_dir, results_dir=None))
+    cmd_tables(
+        argparse.Namespace(
+            profile=args.profile, grid=args.grid, seeds=args.seeds, runs_dir=args.runs_dir, results_dir=None
+        )
+    )
     return rc
 
 
@@ -78,6 +93,12 @@ def cmd_eval(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rpo", description="Robust Preference Optimization: replication pipeline")
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="project folder (notebooks/, papermill_runs/, results/); "
+        "default: $RPO_HOME, else the checkout, else the current folder",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="execute the profile's notebooks with papermill (resumable)")
@@ -106,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--root"] and len(argv) > 1:  # before anything reads rpo.paths
+        os.environ["RPO_HOME"] = str(os.path.abspath(argv[1]))
+        argv = argv[2:]
     if argv[:1] == ["eval"]:  # argparse's REMAINDER would not pass a leading --option through
         return cmd_eval(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)

@@ -7,12 +7,15 @@
   because the GGUF-loaded model refuses ``save_pretrained`` and fine-tuning until its quantizer
   marker is removed (shared/notes/stack.md).
 * ``paper``: Hub ids of the paper's models, loaded by the ordinary transformers path on a cluster.
+
+:func:`load_model` loads a profile's starting model; :func:`load_saved` a policy folder saved by training
+(toy policies carry no tokenizer: the character tokenizer is rebuilt, deterministically). Every layer that
+needs a model goes through these two.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import string
 from pathlib import Path
 
@@ -25,7 +28,6 @@ PAPER_MODELS = {
 }
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_CACHE = Path(os.environ.get("RPO_MODEL_CACHE", Path(__file__).resolve().parent.parent / "models"))
 
 # Character vocabulary of the toy tokenizer: specials first so their ids are fixed.
 TOY_SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
@@ -46,23 +48,40 @@ def build_toy_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
     tok.decoder = decoders.Fuse()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
     )
     fast.chat_template = TOY_CHAT_TEMPLATE
     return fast
 
 
-def build_toy_model(seed: int = 0, *, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-                    max_positions: int = 512, tokenizer=None):
+def build_toy_model(
+    seed: int = 0,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    max_positions: int = 512,
+    tokenizer=None,
+):
     """A tiny LlamaForCausalLM with weights drawn from ``seed`` (same seed, same weights)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = tokenizer or build_toy_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
-        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
-        max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
     )
     with torch.random.fork_rng(devices=[]):
@@ -86,11 +105,14 @@ def smollm2_gguf_dir() -> Path:
     return folder
 
 
-def prepare_small(cache_dir: Path | str = DEFAULT_CACHE) -> Path:
-    """Convert the SmolLM2 GGUF once to ``cache_dir/smollm2-135m-instruct`` (fp32 safetensors)."""
+def prepare_small(cache_dir: Path | str | None = None) -> Path:
+    """Convert the SmolLM2 GGUF once to ``cache_dir/smollm2-135m-instruct`` (fp32 safetensors; default
+    cache: :func:`rpo.paths.model_cache`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out = Path(cache_dir) / "smollm2-135m-instruct"
+    from rpo import paths
+
+    out = Path(cache_dir if cache_dir is not None else paths.model_cache()) / "smollm2-135m-instruct"
     if (out / "config.json").exists():
         return out
     src = smollm2_gguf_dir()
@@ -120,6 +142,22 @@ def load_model(profile: str, *, seed: int = 0, name: str | None = None, dtype=to
         if name is None:
             raise ValueError(f"profile 'paper' needs name= one of {sorted(PAPER_MODELS)} or a Hub id")
         model_id = PAPER_MODELS.get(name, name)
-        return (AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype),
-                AutoTokenizer.from_pretrained(model_id))
+        return (AutoModelForCausalLM.from_pretrained(model_id, dtype=dtype), AutoTokenizer.from_pretrained(model_id))
     raise ValueError(f"unknown model profile {profile!r}; expected toy, small or paper")
+
+
+def load_saved(path, *, dtype=None, raw_text: bool = False):
+    """``(model, tokenizer)`` of a saved policy folder. A folder without a tokenizer (toy policies) gets
+    the character tokenizer; ``raw_text`` drops the chat template (the toy world's prompts are raw text,
+    as its policies were trained on them)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} holds no saved model (no config.json)")
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    tok = AutoTokenizer.from_pretrained(path) if (path / "tokenizer_config.json").exists() else build_toy_tokenizer()
+    if raw_text:
+        tok.chat_template = None
+    return model, tok

@@ -18,8 +18,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import pytest
 
 
-def make_pairs(n: int = 16, flip_frac: float = 0.0, seed: int = 0, annotators: list[str] | None = None,
-               bos: str = "<bos>") -> dict[str, list]:
+def make_pairs(
+    n: int = 16, flip_frac: float = 0.0, seed: int = 0, annotators: list[str] | None = None, bos: str = "<bos>"
+) -> dict[str, list]:
     """Columns prompt/chosen/rejected (+ annotator, round-robin over ``annotators``) and ``flipped``
     (bool, the ground truth of which labels are wrong). Exactly ``round(flip_frac * n)`` rows flipped."""
     rng = random.Random(seed)

@@ -12,9 +12,9 @@ Names are imported lazily: ``alpaca_eval`` and scikit-learn cost seconds to impo
 _LAZY = {
     "evaluate_alpacaeval": "rpo.evaluate.alpacaeval",
     "length_controlled": "rpo.evaluate.alpacaeval",
-    "annotate": "rpo.evaluate.alpacaeval",
+    "judge_pairs": "rpo.evaluate.alpacaeval",
     "evaluate_arenahard": "rpo.evaluate.arenahard",
-    "parse_verdict": "rpo.evaluate.arenahard",
+    "parse_verdict": "rpo.evaluate.judges",
     "battles_from_judgments": "rpo.evaluate.arenahard",
     "bradley_terry": "rpo.evaluate.arenahard",
     "leaderboard": "rpo.evaluate.arenahard",

@@ -62,7 +62,7 @@ def _records(outputs, what: str) -> list[dict]:
     return outputs
 
 
-def annotate(model_outputs, reference_outputs, judge, *, progress: bool = True) -> pd.DataFrame:
+def judge_pairs(model_outputs, reference_outputs, judge, *, progress: bool = True) -> pd.DataFrame:
     """Pairwise annotations from a local judge, one row per reference instruction (in its order).
 
     ``model_outputs``/``reference_outputs``: AlpacaEval records (list of dicts, DataFrame, or a JSON
@@ -83,9 +83,17 @@ def annotate(model_outputs, reference_outputs, judge, *, progress: bool = True) 
         pref = float(judge.preference(r["instruction"], r["output"], m["output"]))
         if not 1.0 <= pref <= 2.0:
             raise ValueError(f"judge {name!r} returned preference {pref} outside [1, 2] for {r['instruction'][:60]!r}")
-        rows.append({"instruction": r["instruction"], "output_1": r["output"],
-                     "generator_1": r.get("generator", "reference"), "output_2": m["output"],
-                     "generator_2": m.get("generator", "model"), "annotator": name, "preference": pref})
+        rows.append(
+            {
+                "instruction": r["instruction"],
+                "output_1": r["output"],
+                "generator_1": r.get("generator", "reference"),
+                "output_2": m["output"],
+                "generator_2": m.get("generator", "model"),
+                "annotator": name,
+                "preference": pref,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -101,8 +109,9 @@ def find_df_gamed(path: Path | str | None = None, *, download: bool = False) -> 
     try:
         from huggingface_hub import hf_hub_download
 
-        return Path(hf_hub_download("tatsu-lab/alpaca_eval", "df_gamed.csv", repo_type="dataset",
-                                    local_files_only=not download))
+        return Path(
+            hf_hub_download("tatsu-lab/alpaca_eval", "df_gamed.csv", repo_type="dataset", local_files_only=not download)
+        )
     except Exception:  # not cached (or no network): the offline GLM is used
         return None
 
@@ -132,32 +141,42 @@ def length_controlled(annotations: pd.DataFrame, *, df_gamed: Path | str | None 
         if col not in df.columns:
             raise ValueError(f"annotations lack column {col!r}")
     if len(df) < LC_MIN_ANNOTATIONS:
-        raise ValueError(f"the length-controlled GLM (5-fold CV) needs at least {LC_MIN_ANNOTATIONS} annotations, "
-                         f"got {len(df)}")
+        raise ValueError(
+            f"the length-controlled GLM (5-fold CV) needs at least {LC_MIN_ANNOTATIONS} annotations, got {len(df)}"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         if df_gamed is not None:
             glm_name, csv = LC_OFFICIAL, Path(df_gamed)
             n_known = pd.read_csv(csv, usecols=["index"])["index"].nunique()
             if df.index.max() >= n_known:
-                raise ValueError(f"annotation position {df.index.max()} but {csv} knows {n_known} instructions; "
-                                 "the official LC needs AlpacaEval's 805 instructions in the dataset's order")
+                raise ValueError(
+                    f"annotation position {df.index.max()} but {csv} knows {n_known} instructions; "
+                    "the official LC needs AlpacaEval's 805 instructions in the dataset's order"
+                )
         else:
             glm_name, csv = LC_OFFLINE, Path(tmp) / "df_gamed_stub.csv"
-            stub = pd.DataFrame({"model": "stub", "index": np.arange(df.index.max() + 1),
-                                 "instruction_difficulty": 0.0})
+            stub = pd.DataFrame(
+                {"model": "stub", "index": np.arange(df.index.max() + 1), "instruction_difficulty": 0.0}
+            )
             stub.to_csv(csv, index=False)
         with _df_gamed_served(csv) as glm:
-            out = glm.get_length_controlled_winrate(df, glm_name=glm_name, save_weights_dir=None,
-                                                    is_add_glm_preference_inplace=False,
-                                                    is_warn_extreme_changes=False)
-            out["lc_extreme_change"] = bool(glm.get_is_extreme_changes(out["win_rate"],
-                                                                       out["length_controlled_winrate"]))
+            out = glm.get_length_controlled_winrate(
+                df,
+                glm_name=glm_name,
+                save_weights_dir=None,
+                is_add_glm_preference_inplace=False,
+                is_warn_extreme_changes=False,
+            )
+            out["lc_extreme_change"] = bool(
+                glm.get_is_extreme_changes(out["win_rate"], out["length_controlled_winrate"])
+            )
     out["lc_glm"] = glm_name
     return {k: (v.item() if hasattr(v, "item") else v) for k, v in out.items()}
 
 
-def lc_bootstrap(annotations: pd.DataFrame, *, rounds: int = 50, seed: int = 0,
-                 df_gamed: Path | str | None = None) -> np.ndarray:
+def lc_bootstrap(
+    annotations: pd.DataFrame, *, rounds: int = 50, seed: int = 0, df_gamed: Path | str | None = None
+) -> np.ndarray:
     """LC win rates refitted on ``rounds`` resamplings of the annotations (for a standard error)."""
     rng = np.random.default_rng(seed)
     df = annotations.reset_index(drop=True)
@@ -168,11 +187,20 @@ def lc_bootstrap(annotations: pd.DataFrame, *, rounds: int = 50, seed: int = 0,
     return np.asarray(out)
 
 
-def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, *, df_gamed=None,
-                        download_df_gamed: bool = False,
-                        output_dir: Path | str | None = None, lc_bootstrap_rounds: int = 0, seed: int = 0,
-                        max_instances: int | None = None, progress: bool = True,
-                        alpaca_eval_kwargs: dict | None = None) -> dict:
+def evaluate_alpacaeval(
+    answers,
+    reference_answers,
+    judge=ALPACAEVAL_ANNOTATOR,
+    *,
+    df_gamed=None,
+    download_df_gamed: bool = False,
+    output_dir: Path | str | None = None,
+    lc_bootstrap_rounds: int = 0,
+    seed: int = 0,
+    max_instances: int | None = None,
+    progress: bool = True,
+    alpaca_eval_kwargs: dict | None = None,
+) -> dict:
     """AlpacaEval 2 metrics of ``answers`` against ``reference_answers``.
 
     Args:
@@ -197,12 +225,15 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
         annotations = _annotate_with_alpaca_eval(model, ref, judge, output_dir, **(alpaca_eval_kwargs or {}))
         annotator = judge
     else:
-        annotations = annotate(model, ref, judge, progress=progress)
+        annotations = judge_pairs(model, ref, judge, progress=progress)
         annotator = annotations["annotator"].iloc[0]
     df_gamed = find_df_gamed(df_gamed, download=download_df_gamed)
     if df_gamed is not None and len(annotations) != ALPACAEVAL_SIZE:
-        logging.warning("df_gamed.csv found but %d annotations (not AlpacaEval's %d): offline GLM used",
-                        len(annotations), ALPACAEVAL_SIZE)
+        logging.warning(
+            "df_gamed.csv found but %d annotations (not AlpacaEval's %d): offline GLM used",
+            len(annotations),
+            ALPACAEVAL_SIZE,
+        )
         df_gamed = None
     if len(annotations) >= LC_MIN_ANNOTATIONS:
         metrics = length_controlled(annotations, df_gamed=df_gamed)
@@ -211,13 +242,17 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
 
         logging.warning("%d annotations: too few for the length-controlled GLM, LC left NaN", len(annotations))
         metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in get_winrate(annotations).items()}
-        metrics.update(length_controlled_winrate=float("nan"), lc_standard_error=float("nan"), lc_glm=None,
-                       lc_extreme_change=False)
+        metrics.update(
+            length_controlled_winrate=float("nan"), lc_standard_error=float("nan"), lc_glm=None, lc_extreme_change=False
+        )
     if lc_bootstrap_rounds > 0:
         boot = lc_bootstrap(annotations, rounds=lc_bootstrap_rounds, seed=seed, df_gamed=df_gamed)
         metrics["lc_standard_error_bootstrap"] = float(boot.std(ddof=1))
-    metrics.update(avg_length=float(annotations["output_2"].str.len().mean()), annotator=annotator,
-                   generator=str(annotations["generator_2"].iloc[0]))
+    metrics.update(
+        avg_length=float(annotations["output_2"].str.len().mean()),
+        annotator=annotator,
+        generator=str(annotations["generator_2"].iloc[0]),
+    )
     if output_dir is not None:
         output_dir = Path(output_dir)
         formats.write_json(output_dir / "annotations.json", annotations.to_dict(orient="records"))
@@ -225,8 +260,9 @@ def evaluate_alpacaeval(answers, reference_answers, judge=ALPACAEVAL_ANNOTATOR, 
     return metrics
 
 
-def _annotate_with_alpaca_eval(model: list[dict], ref: list[dict], annotators_config: str, output_dir,
-                               **kwargs) -> pd.DataFrame:
+def _annotate_with_alpaca_eval(
+    model: list[dict], ref: list[dict], annotators_config: str, output_dir, **kwargs
+) -> pd.DataFrame:
     """alpaca_eval's own annotator (e.g. ``weighted_alpaca_eval_gpt4_turbo``); needs its API key."""
     from alpaca_eval import main as ae_main
 
@@ -236,7 +272,15 @@ def _annotate_with_alpaca_eval(model: list[dict], ref: list[dict], annotators_co
         raise ValueError(f"answers lack {len(missing)} reference instruction(s), first: {missing[0][:80]!r}")
     model_df = pd.DataFrame([by_instr[r["instruction"]] for r in ref])
     _, annotations = ae_main.evaluate(
-        model_outputs=model_df, reference_outputs=pd.DataFrame(ref), annotators_config=annotators_config,
-        output_path=output_dir, precomputed_leaderboard=None, is_return_instead_of_print=True,
-        fn_metric="get_winrate", sort_by="win_rate", is_cache_leaderboard=False, **kwargs)
+        model_outputs=model_df,
+        reference_outputs=pd.DataFrame(ref),
+        annotators_config=annotators_config,
+        output_path=output_dir,
+        precomputed_leaderboard=None,
+        is_return_instead_of_print=True,
+        fn_metric="get_winrate",
+        sort_by="win_rate",
+        is_cache_leaderboard=False,
+        **kwargs,
+    )
     return pd.DataFrame(annotations).reset_index(drop=True)

@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import re
-import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -35,27 +32,16 @@ import numpy as np
 import pandas as pd
 
 from rpo.evaluate import formats
-from rpo.evaluate.judges import ARENA_HARD_BASELINE, format_judge_prompt
+from rpo.evaluate.formats import answer_record  # noqa: F401  (part of this module's API)
+from rpo.evaluate.judges import (
+    ARENA_HARD_BASELINE,
+    LABELS,
+    VERDICT_PATTERN,  # noqa: F401
+    format_judge_prompt,
+    parse_verdict,
+)
 
-VERDICT_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
-LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
-MIRRORED = {"B<<A": "A>>B", "B<A": "A>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
 STATUSES = ("ok", "missing", "conflict", "unknown")
-
-
-def parse_verdict(text: str | None) -> tuple[str | None, str]:
-    """``(label, status)`` from a judge's text. status: ``ok`` (label in :data:`LABELS`), ``missing``
-    (no ``[[...]]``), ``conflict`` (two different verdicts), ``unknown`` (one label that is no verdict,
-    e.g. ``[[A>>>B]]``); label is None unless ok."""
-    if not text:
-        return None, "missing"
-    found = {MIRRORED.get(m, m) for m in VERDICT_PATTERN.findall(text)}
-    if not found:
-        return None, "missing"
-    if len(found) > 1:
-        return None, "conflict"
-    (label,) = found
-    return (label, "ok") if label in LABELS else (None, "unknown")
 
 
 # ----------------------------------------------------------------------------- judging
@@ -73,9 +59,19 @@ def judge_one(question: dict, answer: dict, baseline_answer: dict, judge, *, mod
     return {"question_id": question["question_id"], "model": model, "judge": judge_name, "games": games}
 
 
-def judge_answers(questions: list[dict], answers: dict[str, dict], baseline_answers: dict[str, dict], judge, *,
-                  model: str, out_path: Path | str, judge_name: str | None = None, max_workers: int = 1,
-                  save_every: int = 32, progress: bool = True) -> list[dict]:
+def judge_answers(
+    questions: list[dict],
+    answers: dict[str, dict],
+    baseline_answers: dict[str, dict],
+    judge,
+    *,
+    model: str,
+    out_path: Path | str,
+    judge_name: str | None = None,
+    max_workers: int = 1,
+    save_every: int = 32,
+    progress: bool = True,
+) -> list[dict]:
     """Judge ``model``'s answers against the baseline's into ``out_path`` (a ``model_judgment/<judge>/
     <model>.jsonl``), resumably: questions already judged there are skipped, and the file is rewritten
     atomically every ``save_every`` judgments. A question the model or the baseline did not answer raises
@@ -94,8 +90,18 @@ def judge_answers(questions: list[dict], answers: dict[str, dict], baseline_answ
     records = list(done)
     bar = tqdm(total=len(todo), desc=f"judge {model}", disable=not progress)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers) as pool:
-        futures = [pool.submit(judge_one, q, answers[q["question_id"]], baseline_answers[q["question_id"]],
-                               judge, model=model, judge_name=judge_name) for q in todo]
+        futures = [
+            pool.submit(
+                judge_one,
+                q,
+                answers[q["question_id"]],
+                baseline_answers[q["question_id"]],
+                judge,
+                model=model,
+                judge_name=judge_name,
+            )
+            for q in todo
+        ]
         try:
             for i, fut in enumerate(concurrent.futures.as_completed(futures), 1):
                 records.append(fut.result())
@@ -114,8 +120,9 @@ def judge_answers(questions: list[dict], answers: dict[str, dict], baseline_answ
 # ----------------------------------------------------------------------------- battles and Bradley-Terry
 
 
-def battles_from_judgments(judgments: list[dict], *, baseline: str = ARENA_HARD_BASELINE, weight: int = 3,
-                           first_game_only: bool = False) -> tuple[pd.DataFrame, dict]:
+def battles_from_judgments(
+    judgments: list[dict], *, baseline: str = ARENA_HARD_BASELINE, weight: int = 3, first_game_only: bool = False
+) -> tuple[pd.DataFrame, dict]:
     """v0.1's battles: ``(DataFrame[question_id, model_a, model_b, winner], report)``.
 
     model_a is the baseline. Game 1 (baseline shown as A): ``A>B`` -> model_a wins; game 2 (swapped):
@@ -149,8 +156,14 @@ def battles_from_judgments(judgments: list[dict], *, baseline: str = ARENA_HARD_
     return pd.DataFrame(rows, columns=["question_id", "model_a", "model_b", "winner"]), report
 
 
-def bradley_terry(battles: pd.DataFrame, *, baseline: str | None = ARENA_HARD_BASELINE, scale: float = 400,
-                  base: float = 10, init: float = 1000) -> pd.Series:
+def bradley_terry(
+    battles: pd.DataFrame,
+    *,
+    baseline: str | None = ARENA_HARD_BASELINE,
+    scale: float = 400,
+    base: float = 10,
+    init: float = 1000,
+) -> pd.Series:
     """Bradley-Terry ratings (Elo scale) by unpenalised logistic regression, as v0.1's ``compute_mle_elo``.
 
     battles: columns model_a, model_b, winner in {model_a, model_b, tie, tie (bothbad)}. Every battle
@@ -189,8 +202,14 @@ def bradley_terry(battles: pd.DataFrame, *, baseline: str | None = ARENA_HARD_BA
     return pd.Series(elo, index=models).sort_values(ascending=False)
 
 
-def bootstrap_bradley_terry(battles: pd.DataFrame, *, rounds: int = 100, seed: int = 42,
-                            baseline: str | None = ARENA_HARD_BASELINE, progress: bool = False) -> pd.DataFrame:
+def bootstrap_bradley_terry(
+    battles: pd.DataFrame,
+    *,
+    rounds: int = 100,
+    seed: int = 42,
+    baseline: str | None = ARENA_HARD_BASELINE,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Ratings refit on ``rounds`` resamplings (with replacement) of the battles: a (rounds, models) frame."""
     from tqdm.auto import tqdm
 
@@ -202,13 +221,19 @@ def bootstrap_bradley_terry(battles: pd.DataFrame, *, rounds: int = 100, seed: i
     return pd.DataFrame(out)
 
 
-def win_rate(elo_model, elo_baseline, *, scale: float = 400, base: float = 10):
+def elo_win_rate(elo_model, elo_baseline, *, scale: float = 400, base: float = 10):
     """BT-predicted probability that the model beats the baseline (v0.1's ``predict_win_rate``)."""
     return 1.0 / (1.0 + base ** ((np.asarray(elo_baseline) - np.asarray(elo_model)) / scale))
 
 
-def leaderboard(battles: pd.DataFrame, *, baseline: str = ARENA_HARD_BASELINE, rounds: int = 100,
-                seed: int = 42, progress: bool = False) -> pd.DataFrame:
+def leaderboard(
+    battles: pd.DataFrame,
+    *,
+    baseline: str = ARENA_HARD_BASELINE,
+    rounds: int = 100,
+    seed: int = 42,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Per model: ``win_rate`` against the baseline (%), its 95% bootstrap interval ``lower``/``upper``
     (%, percentiles 2.5/97.5 of the bootstrapped ratings, mapped to win rates), and ``elo``."""
     elo = bradley_terry(battles, baseline=baseline)
@@ -217,18 +242,35 @@ def leaderboard(battles: pd.DataFrame, *, baseline: str = ARENA_HARD_BASELINE, r
     rows = []
     for m in elo.index:
         lo, hi = np.percentile(boot[m].dropna(), [2.5, 97.5])
-        rows.append({"model": m, "win_rate": 100 * win_rate(elo[m], base_elo),
-                     "lower": 100 * win_rate(lo, base_elo), "upper": 100 * win_rate(hi, base_elo),
-                     "elo": elo[m]})
+        rows.append(
+            {
+                "model": m,
+                "win_rate": 100 * elo_win_rate(elo[m], base_elo),
+                "lower": 100 * elo_win_rate(lo, base_elo),
+                "upper": 100 * elo_win_rate(hi, base_elo),
+                "elo": elo[m],
+            }
+        )
     return pd.DataFrame(rows).sort_values("win_rate", ascending=False).reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- one call for the notebook
 
 
-def evaluate_arenahard(bench_dir: Path | str, model: str, judge=None, *, baseline: str = ARENA_HARD_BASELINE,
-                       judge_name: str | None = None, rounds: int = 100, seed: int = 42, weight: int = 3,
-                       max_workers: int = 1, progress: bool = True, strict: bool = False) -> dict:
+def evaluate_arenahard(
+    bench_dir: Path | str,
+    model: str,
+    judge=None,
+    *,
+    baseline: str = ARENA_HARD_BASELINE,
+    judge_name: str | None = None,
+    rounds: int = 100,
+    seed: int = 42,
+    weight: int = 3,
+    max_workers: int = 1,
+    progress: bool = True,
+    strict: bool = False,
+) -> dict:
     """Judge (if ``judge`` is given) and score ``model`` on an arena-hard-auto v0.1 folder.
 
     ``bench_dir`` holds ``question.jsonl``, ``model_answer/<model>.jsonl`` and
@@ -249,8 +291,17 @@ def evaluate_arenahard(bench_dir: Path | str, model: str, judge=None, *, baselin
     if judge is not None:
         answers = formats.read_answers(bench_dir / "model_answer" / f"{model}.jsonl")
         base = formats.read_answers(bench_dir / "model_answer" / f"{baseline}.jsonl")
-        judge_answers(questions, answers, base, judge, model=model, out_path=judge_dir / f"{model}.jsonl",
-                      judge_name=judge_name, max_workers=max_workers, progress=progress)
+        judge_answers(
+            questions,
+            answers,
+            base,
+            judge,
+            model=model,
+            out_path=judge_dir / f"{model}.jsonl",
+            judge_name=judge_name,
+            max_workers=max_workers,
+            progress=progress,
+        )
     path = judge_dir / f"{model}.jsonl"
     if not path.exists():
         raise ValueError(f"no judgments for {model!r} at {path}; pass a judge to create them")
@@ -260,16 +311,25 @@ def evaluate_arenahard(bench_dir: Path | str, model: str, judge=None, *, baselin
     bad = report["n_missing"] + report["n_conflict"] + report["n_unknown"]
     if strict and bad:
         raise ValueError(f"{path}: {bad} game(s) without a usable verdict: {report}")
-    all_battles = pd.concat([battles_from_judgments(r, baseline=baseline, weight=weight)[0]
-                             for r in judged.values()], ignore_index=True)
+    all_battles = pd.concat(
+        [battles_from_judgments(r, baseline=baseline, weight=weight)[0] for r in judged.values()], ignore_index=True
+    )
     board = leaderboard(all_battles, baseline=baseline, rounds=rounds, seed=seed, progress=progress)
     row = board.set_index("model").loc[model]
     qids = {r["question_id"] for r in judged[model]}
     return {
-        "benchmark": "arena-hard-v0.1", "model": model, "baseline": baseline, "judge": judge_name,
-        "win_rate": float(row["win_rate"]), "ci_lower": float(row["lower"]), "ci_upper": float(row["upper"]),
-        "elo": float(row["elo"]), "n_questions": len(questions), "n_judged": len(qids),
-        "n_unjudged": len({q["question_id"] for q in questions} - qids), **report,
+        "benchmark": "arena-hard-v0.1",
+        "model": model,
+        "baseline": baseline,
+        "judge": judge_name,
+        "win_rate": float(row["win_rate"]),
+        "ci_lower": float(row["lower"]),
+        "ci_upper": float(row["upper"]),
+        "elo": float(row["elo"]),
+        "n_questions": len(questions),
+        "n_judged": len(qids),
+        "n_unjudged": len({q["question_id"] for q in questions} - qids),
+        **report,
         "avg_tokens": _avg_tokens(bench_dir / "model_answer" / f"{model}.jsonl"),
         "leaderboard": board.to_dict(orient="records"),
     }
@@ -280,12 +340,3 @@ def _avg_tokens(path: Path) -> float | None:
         return None
     lens = [t.get("token_len") for r in formats.read_answers(path).values() for t in r["choices"][0]["turns"]]
     return float(np.mean(lens)) if lens and all(v is not None for v in lens) else None
-
-
-def answer_record(question_id: str, model_id: str, text: str, token_len: int | None = None) -> dict:
-    """One ``model_answer`` record in the v0.1 layout."""
-    turn = {"content": text}
-    if token_len is not None:
-        turn["token_len"] = int(token_len)
-    return {"question_id": question_id, "answer_id": uuid.uuid4().hex, "model_id": model_id,
-            "choices": [{"index": 0, "turns": [turn]}], "tstamp": time.time()}

@@ -7,7 +7,7 @@ Examples (offline, toy world; the lead wires ``add_subparser`` into the top-leve
     python -m rpo.evaluate arenahard --bench-dir data/arena-hard-v0.1 --model-id my-policy \\
         --model runs/r-dpo/final --judge oracle
 
-``--judge``: ``oracle`` (``rpo.world.score``), ``module:function`` (any ``score(prompt, response)``),
+``--judge``: ``oracle`` (``rpo.toy.world.score``), ``module:function`` (any ``score(prompt, response)``),
 ``openai`` or ``openai:<model>`` (Arena-Hard on a cluster; ``OPENAI_API_KEY``/``OPENAI_BASE_URL``),
 or for AlpacaEval an ``alpaca_eval`` annotator config (default ``weighted_alpaca_eval_gpt4_turbo``).
 """
@@ -25,16 +25,14 @@ from rpo.evaluate.judges import ALPACAEVAL_ANNOTATOR, ARENA_HARD_BASELINE, ARENA
 
 def load_policy(spec: str, *, seed: int = 0):
     """``(model, tokenizer)``: ``toy``/``small`` profiles, a local folder, or ``paper:<name or Hub id>``."""
-    from rpo.models import load_model
+    from rpo.models import load_model, load_saved
 
     if spec in ("toy", "small"):
         return load_model(spec, seed=seed)
     if spec.startswith("paper:"):
         return load_model("paper", name=spec.split(":", 1)[1])
     if Path(spec).is_dir():
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        return AutoModelForCausalLM.from_pretrained(spec), AutoTokenizer.from_pretrained(spec)
+        return load_saved(spec)
     raise ValueError(f"--model {spec!r}: expected toy, small, paper:<name>, or an existing model folder")
 
 
@@ -43,7 +41,7 @@ def make_judge(spec: str, *, tie_margin: float, strong_margin: float, soft_tempe
     from rpo.evaluate.judges import OpenAIJudge, ScoreJudge
 
     if spec == "oracle":
-        spec = "rpo.world:score"
+        spec = "rpo.toy.world:score"
     if spec == "openai" or spec.startswith("openai:"):
         return OpenAIJudge(spec.split(":", 1)[1] if ":" in spec else ARENA_HARD_JUDGE)
     if ":" in spec:
@@ -52,8 +50,13 @@ def make_judge(spec: str, *, tie_margin: float, strong_margin: float, soft_tempe
             score = getattr(importlib.import_module(mod), fn)
         except (ImportError, AttributeError) as e:
             raise ValueError(f"--judge {spec!r}: cannot import {fn} from {mod} ({e})") from None
-        return ScoreJudge(score, tie_margin=tie_margin, strong_margin=strong_margin,
-                          soft_temperature=soft_temperature, name=fn if fn != "score" else mod.split(".")[-1])
+        return ScoreJudge(
+            score,
+            tie_margin=tie_margin,
+            strong_margin=strong_margin,
+            soft_temperature=soft_temperature,
+            name=fn if fn != "score" else mod.split(".")[-1],
+        )
     return spec
 
 
@@ -81,8 +84,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     a = sub.add_parser("alpacaeval", help="raw and length-controlled win rate (alpaca_eval)")
     a.add_argument("--answers", required=True, help="AlpacaEval outputs JSON (written when --model is given)")
     a.add_argument("--reference", required=True, help="reference outputs JSON (same format)")
-    a.add_argument("--instructions", help="JSON list of instructions or records to generate for "
-                                          "(default: the reference's instructions)")
+    a.add_argument(
+        "--instructions",
+        help="JSON list of instructions or records to generate for (default: the reference's instructions)",
+    )
     a.add_argument("--generator", help="generator name written in the answers (default: --model)")
     a.add_argument("--df-gamed", help="local df_gamed.csv for the official length-controlled GLM")
     a.add_argument("--download-df-gamed", action="store_true", help="fetch df_gamed.csv from the Hub (cluster)")
@@ -120,17 +125,32 @@ def run_alpacaeval(args) -> dict:
         model, tok = load_policy(args.model, seed=args.seed)
         src = args.instructions or args.reference
         instr = json.loads(Path(src).read_text()) if args.instructions else formats.read_alpacaeval(src)
-        instr = [x if isinstance(x, str) else {k: x[k] for k in x if k not in ("output", "generator")}
-                 for x in instr]
-        generate_alpacaeval(model, tok, instr, args.answers, generator=args.generator or args.model,
-                            preset=args.preset or "alpacaeval-mistral", batch_size=args.batch_size,
-                            seed=args.seed, **_decoding_overrides(args))
-    judge = make_judge(args.judge, tie_margin=args.tie_margin, strong_margin=args.strong_margin,
-                       soft_temperature=args.soft_temperature)
-    return evaluate_alpacaeval(args.answers, args.reference, judge, df_gamed=args.df_gamed,
-                               download_df_gamed=args.download_df_gamed,
-                               output_dir=args.output_dir, lc_bootstrap_rounds=args.lc_bootstrap, seed=args.seed,
-                               progress=not args.no_progress)
+        instr = [x if isinstance(x, str) else {k: x[k] for k in x if k not in ("output", "generator")} for x in instr]
+        generate_alpacaeval(
+            model,
+            tok,
+            instr,
+            args.answers,
+            generator=args.generator or args.model,
+            preset=args.preset or "alpacaeval-mistral",
+            batch_size=args.batch_size,
+            seed=args.seed,
+            **_decoding_overrides(args),
+        )
+    judge = make_judge(
+        args.judge, tie_margin=args.tie_margin, strong_margin=args.strong_margin, soft_temperature=args.soft_temperature
+    )
+    return evaluate_alpacaeval(
+        args.answers,
+        args.reference,
+        judge,
+        df_gamed=args.df_gamed,
+        download_df_gamed=args.download_df_gamed,
+        output_dir=args.output_dir,
+        lc_bootstrap_rounds=args.lc_bootstrap,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
 
 
 def run_arenahard(args) -> dict:
@@ -141,22 +161,48 @@ def run_arenahard(args) -> dict:
         from rpo.evaluate.generate import generate_arenahard
 
         model, tok = load_policy(args.model, seed=args.seed)
-        generate_arenahard(model, tok, bench / "question.jsonl", bench / "model_answer", model_id=args.model_id,
-                           preset=args.preset or "arenahard", batch_size=args.batch_size, seed=args.seed,
-                           **_decoding_overrides(args))
-    judge = None if args.score_only else make_judge(
-        args.judge, tie_margin=args.tie_margin, strong_margin=args.strong_margin,
-        soft_temperature=args.soft_temperature)
+        generate_arenahard(
+            model,
+            tok,
+            bench / "question.jsonl",
+            bench / "model_answer",
+            model_id=args.model_id,
+            preset=args.preset or "arenahard",
+            batch_size=args.batch_size,
+            seed=args.seed,
+            **_decoding_overrides(args),
+        )
+    judge = (
+        None
+        if args.score_only
+        else make_judge(
+            args.judge,
+            tie_margin=args.tie_margin,
+            strong_margin=args.strong_margin,
+            soft_temperature=args.soft_temperature,
+        )
+    )
     if isinstance(judge, str):
         raise ValueError(f"--judge {judge!r} is no Arena-Hard judge: use oracle, module:function or openai[:model]")
-    return evaluate_arenahard(bench, args.model_id, judge, baseline=args.baseline, judge_name=args.judge_name,
-                              rounds=args.rounds, seed=args.seed, weight=args.weight, max_workers=args.workers,
-                              progress=not args.no_progress, strict=args.strict)
+    return evaluate_arenahard(
+        bench,
+        args.model_id,
+        judge,
+        baseline=args.baseline,
+        judge_name=args.judge_name,
+        rounds=args.rounds,
+        seed=args.seed,
+        weight=args.weight,
+        max_workers=args.workers,
+        progress=not args.no_progress,
+        strict=args.strict,
+    )
 
 
 def _command(run):
     """``args.func``: run, print the metrics as JSON (and write ``--out``), return the exit status;
     a ValueError (bad file, line, argument) is printed as one line with status 2."""
+
     def func(args) -> int:
         try:
             metrics = run(args)

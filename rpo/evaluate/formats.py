@@ -18,9 +18,13 @@ half-written file behind and a resumed run can trust what it reads.
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 
-from rpo.io import atomic_write_text
+from rpo.io import atomic_write_json, atomic_write_jsonl, read_jsonl  # noqa: F401
+from rpo.io import loads as _loads
+from rpo.io import numbered_jsonl as _numbered
 
 ALPACA_KEYS = ("instruction", "output")
 QUESTION_KEYS = ("question_id", "turns")
@@ -28,23 +32,12 @@ ANSWER_KEYS = ("question_id", "model_id", "choices")
 JUDGMENT_KEYS = ("question_id", "model", "games")
 
 
-def write_atomic(path: Path | str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (:func:`rpo.io.atomic_write_text`)."""
-    atomic_write_text(path, text)
-
-
 def write_json(path: Path | str, obj) -> None:
-    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+    atomic_write_json(path, obj, indent=2, sort_keys=False, ensure_ascii=False)
 
 
 def write_jsonl(path: Path | str, records) -> None:
-    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-
-
-def read_jsonl(path: Path | str, required: tuple[str, ...] = ()) -> list[dict]:
-    """Records of a JSON Lines file; blank lines are skipped. ValueError names file and line of a
-    record that is not JSON, not an object, or lacks one of ``required``."""
-    return [rec for _, rec in _numbered(path, required)]
+    atomic_write_jsonl(path, records)
 
 
 def read_alpacaeval(path: Path | str) -> list[dict]:
@@ -56,8 +49,11 @@ def read_alpacaeval(path: Path | str) -> list[dict]:
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     for i, rec in enumerate(data):
-        bad = (not isinstance(rec, dict) or any(k not in rec for k in ALPACA_KEYS)
-               or not all(isinstance(rec[k], str) for k in ALPACA_KEYS))
+        bad = (
+            not isinstance(rec, dict)
+            or any(k not in rec for k in ALPACA_KEYS)
+            or not all(isinstance(rec[k], str) for k in ALPACA_KEYS)
+        )
         if bad:
             raise ValueError(
                 f"{path}:{_line_of_record(text, i)}: record {i} must be an object with string "
@@ -84,10 +80,15 @@ def read_questions(path: Path | str) -> list[dict]:
     out = []
     for lineno, q in _numbered(path, QUESTION_KEYS):
         turns = q["turns"]
-        if not (isinstance(turns, list) and len(turns) == 1 and isinstance(turns[0], dict)
-                and isinstance(turns[0].get("content"), str)):
-            raise ValueError(f"{path}:{lineno}: 'turns' must be [{{'content': str}}] with one turn "
-                             "(Arena-Hard v0.1 is single-turn)")
+        if not (
+            isinstance(turns, list)
+            and len(turns) == 1
+            and isinstance(turns[0], dict)
+            and isinstance(turns[0].get("content"), str)
+        ):
+            raise ValueError(
+                f"{path}:{lineno}: 'turns' must be [{{'content': str}}] with one turn (Arena-Hard v0.1 is single-turn)"
+            )
         out.append(q)
     return out
 
@@ -134,26 +135,15 @@ def read_judgments(path: Path | str) -> list[dict]:
     return out
 
 
-def _numbered(path, required=()):
-    """``(line number, record)`` of a JSON Lines file, checked for JSON, objects and required keys."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        rec = _loads(line, path, lineno)
-        if not isinstance(rec, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-        missing = [k for k in required if k not in rec]
-        if missing:
-            raise ValueError(f"{path}:{lineno}: record lacks key(s) {missing}")
-        yield lineno, rec
-
-
-def _loads(text: str, path, lineno: int | None = None):
-    """``json.loads``; bad JSON is a ValueError naming the file and the line: ``lineno`` for one line of a
-    JSON Lines file, else the decoder's line within ``text``."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno or e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+def answer_record(question_id: str, model_id: str, text: str, token_len: int | None = None) -> dict:
+    """One ``model_answer`` record in the v0.1 layout."""
+    turn = {"content": text}
+    if token_len is not None:
+        turn["token_len"] = int(token_len)
+    return {
+        "question_id": question_id,
+        "answer_id": uuid.uuid4().hex,
+        "model_id": model_id,
+        "choices": [{"index": 0, "turns": [turn]}],
+        "tstamp": time.time(),
+    }

@@ -54,14 +54,16 @@ def decoding(preset: str | Decoding = "arenahard", **overrides) -> Decoding:
 
 def format_prompt(tokenizer, instruction: str) -> str:
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": instruction}], tokenize=False,
-                                             add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True
+        )
     return instruction
 
 
 @torch.no_grad()
-def generate(model, tokenizer, instructions: list[str], dec: Decoding, *, seed: int = 0,
-             offset: int = 0) -> list[tuple[str, int]]:
+def generate(
+    model, tokenizer, instructions: list[str], dec: Decoding, *, seed: int = 0, offset: int = 0
+) -> list[tuple[str, int]]:
     """``(text, number of new tokens)`` per instruction, in one left-padded batch. ``offset`` is the
     batch's position in the full list (it seeds the sampling)."""
     texts = [format_prompt(tokenizer, x) for x in instructions]
@@ -69,13 +71,16 @@ def generate(model, tokenizer, instructions: list[str], dec: Decoding, *, seed: 
     tokenizer.padding_side = "left"  # decoder-only models continue from the last position
     try:
         # the chat template already holds any BOS the model expects
-        enc = tokenizer(texts, return_tensors="pt", padding=True,
-                        add_special_tokens=not getattr(tokenizer, "chat_template", None))
+        enc = tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=not getattr(tokenizer, "chat_template", None)
+        )
     finally:
         tokenizer.padding_side = side
     enc = {k: v.to(model.device) for k, v in enc.items()}
-    kwargs = dict(max_new_tokens=dec.max_new_tokens, pad_token_id=tokenizer.pad_token_id
-                  if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+    kwargs = dict(
+        max_new_tokens=dec.max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
     if dec.temperature > 0:
         kwargs.update(do_sample=True, temperature=dec.temperature, top_p=dec.top_p, top_k=0)
     else:
@@ -83,7 +88,7 @@ def generate(model, tokenizer, instructions: list[str], dec: Decoding, *, seed: 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + offset)
         out = model.generate(**enc, **kwargs)
-    new = out[:, enc["input_ids"].shape[1]:]
+    new = out[:, enc["input_ids"].shape[1] :]
     results = []
     for row in new:
         n = _n_generated(row, tokenizer, model)
@@ -101,15 +106,16 @@ def _n_generated(row: torch.Tensor, tokenizer, model) -> int:
     return len(row)
 
 
-def _batched(model, tokenizer, items: list, key, done: set, dec: Decoding, batch_size: int, seed: int,
-             desc: str, on_batch):
+def _batched(
+    model, tokenizer, items: list, key, done: set, dec: Decoding, batch_size: int, seed: int, desc: str, on_batch
+):
     from tqdm.auto import tqdm
 
     model.eval()
     todo = sum(key(x) not in done for x in items)
     bar = tqdm(total=todo, desc=desc)
     for start in range(0, len(items), batch_size):
-        batch = [x for x in items[start:start + batch_size] if key(x) not in done]
+        batch = [x for x in items[start : start + batch_size] if key(x) not in done]
         if not batch:
             continue
         outs = generate(model, tokenizer, [x[1] for x in batch], dec, seed=seed, offset=start)
@@ -118,9 +124,18 @@ def _batched(model, tokenizer, items: list, key, done: set, dec: Decoding, batch
     bar.close()
 
 
-def generate_alpacaeval(model, tokenizer, instructions, out_path: Path | str, *, generator: str,
-                        preset: str | Decoding = "alpacaeval-mistral", batch_size: int = 16, seed: int = 0,
-                        **overrides) -> list[dict]:
+def generate_alpacaeval(
+    model,
+    tokenizer,
+    instructions,
+    out_path: Path | str,
+    *,
+    generator: str,
+    preset: str | Decoding = "alpacaeval-mistral",
+    batch_size: int = 16,
+    seed: int = 0,
+    **overrides,
+) -> list[dict]:
     """AlpacaEval outputs ``[{"instruction", "output", "generator"}]`` written to ``out_path`` (JSON).
 
     ``instructions``: strings, or records with ``instruction`` (other keys, e.g. ``dataset``, are kept).
@@ -141,22 +156,30 @@ def generate_alpacaeval(model, tokenizer, instructions, out_path: Path | str, *,
             have[recs[i]["instruction"]] = {**recs[i], "output": text, "generator": generator}
         formats.write_json(out_path, [have[r["instruction"]] for r in recs if r["instruction"] in have])
 
-    _batched(model, tokenizer, items, lambda x: x[1], set(have), dec, batch_size, seed, f"alpacaeval {generator}",
-             save)
+    _batched(model, tokenizer, items, lambda x: x[1], set(have), dec, batch_size, seed, f"alpacaeval {generator}", save)
     if not out_path.exists():  # nothing to generate and nothing there: still leave a valid file
         formats.write_json(out_path, [])
     return [have[r["instruction"]] for r in recs]
 
 
-def generate_arenahard(model, tokenizer, questions, answer_dir: Path | str, *, model_id: str,
-                       preset: str | Decoding = "arenahard", batch_size: int = 16, seed: int = 0,
-                       **overrides) -> dict[str, dict]:
+def generate_arenahard(
+    model,
+    tokenizer,
+    questions,
+    answer_dir: Path | str,
+    *,
+    model_id: str,
+    preset: str | Decoding = "arenahard",
+    batch_size: int = 16,
+    seed: int = 0,
+    **overrides,
+) -> dict[str, dict]:
     """Arena-Hard v0.1 answers written to ``answer_dir/<model_id>.jsonl``; returns ``{question_id: record}``.
 
     ``questions``: records of ``question.jsonl`` or a path to one. Questions already answered in the file
     are not generated again. ``token_len`` counts the policy's own tokens.
     """
-    from rpo.evaluate.arenahard import answer_record
+    from rpo.evaluate.formats import answer_record
 
     dec = decoding(preset, **overrides)
     if isinstance(questions, (str, Path)):
@@ -170,8 +193,7 @@ def generate_arenahard(model, tokenizer, questions, answer_dir: Path | str, *, m
             have[qid] = answer_record(qid, model_id, text, token_len=n)
         formats.write_jsonl(path, [have[q] for q, _ in items if q in have])
 
-    _batched(model, tokenizer, items, lambda x: x[0], set(have), dec, batch_size, seed, f"arenahard {model_id}",
-             save)
+    _batched(model, tokenizer, items, lambda x: x[0], set(have), dec, batch_size, seed, f"arenahard {model_id}", save)
     if not path.exists():
         formats.write_jsonl(path, [])
     return {q: have[q] for q, _ in items}

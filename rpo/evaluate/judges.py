@@ -18,6 +18,7 @@ before comparing, which plants the position bias that Arena-Hard's swapped games
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable
 
 # arena-hard-auto v0.1, config/judge_config.yaml (judge gpt-4-1106-preview, baseline gpt-4-0314).
@@ -59,6 +60,26 @@ ALPACAEVAL_ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 CONTINUE_PROMPT = "continue your judgment and finish by outputting a final verdict label"
 
 
+VERDICT_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
+LABELS = ("A>>B", "A>B", "A=B", "B>A", "B>>A")
+MIRRORED = {"B<<A": "A>>B", "B<A": "A>B", "B=A": "A=B", "A<B": "B>A", "A<<B": "B>>A"}
+
+
+def parse_verdict(text: str | None) -> tuple[str | None, str]:
+    """``(label, status)`` from a judge's text. status: ``ok`` (label in :data:`LABELS`), ``missing``
+    (no ``[[...]]``), ``conflict`` (two different verdicts), ``unknown`` (one label that is no verdict,
+    e.g. ``[[A>>>B]]``); label is None unless ok."""
+    if not text:
+        return None, "missing"
+    found = {MIRRORED.get(m, m) for m in VERDICT_PATTERN.findall(text)}
+    if not found:
+        return None, "missing"
+    if len(found) > 1:
+        return None, "conflict"
+    (label,) = found
+    return (label, "ok") if label in LABELS else (None, "unknown")
+
+
 def format_judge_prompt(question: str, answer_a: str, answer_b: str) -> str:
     """The v0.1 user prompt for one game (A is shown first)."""
     return ARENA_HARD_PROMPT_TEMPLATE.format(question_1=question, answer_1=answer_a, answer_2=answer_b)
@@ -68,7 +89,7 @@ class ScoreJudge:
     """A pairwise judge from a pointwise ``score(prompt, response) -> float``.
 
     Args:
-        score: any callable; higher is better. ``rpo.world.score`` is the toy world's oracle.
+        score: any callable; higher is better. ``rpo.toy.world.score`` is the toy world's oracle.
         tie_margin: ``|score_a - score_b| <= tie_margin`` gives ``[[A=B]]`` (AlpacaEval: 1.5).
         strong_margin: ``|d| > strong_margin`` gives ``[[A>>B]]``/``[[B>>A]]``; must be >= tie_margin.
         soft_temperature: None gives AlpacaEval hard preferences (1, 1.5, 2); a positive value gives
@@ -78,14 +99,22 @@ class ScoreJudge:
         name: the judge's name (Arena-Hard's ``model_judgment/<name>/`` folder, AlpacaEval's annotator).
     """
 
-    def __init__(self, score: Callable[[str, str], float], *, tie_margin: float = 0.0,
-                 strong_margin: float = 0.5, soft_temperature: float | None = None,
-                 position_bias: float = 0.0, name: str = "score-judge"):
+    def __init__(
+        self,
+        score: Callable[[str, str], float],
+        *,
+        tie_margin: float = 0.0,
+        strong_margin: float = 0.5,
+        soft_temperature: float | None = None,
+        position_bias: float = 0.0,
+        name: str = "score-judge",
+    ):
         if not callable(score):
             raise ValueError(f"score must be callable (prompt, response) -> float, got {type(score).__name__}")
         if tie_margin < 0 or strong_margin < tie_margin:
-            raise ValueError(f"need 0 <= tie_margin <= strong_margin, got tie_margin={tie_margin}, "
-                             f"strong_margin={strong_margin}")
+            raise ValueError(
+                f"need 0 <= tie_margin <= strong_margin, got tie_margin={tie_margin}, strong_margin={strong_margin}"
+            )
         if soft_temperature is not None and soft_temperature <= 0:
             raise ValueError(f"soft_temperature must be positive or None, got {soft_temperature}")
         self.score, self.tie_margin, self.strong_margin = score, tie_margin, strong_margin
@@ -132,8 +161,16 @@ class OpenAIJudge:
     annotator instead (see :func:`rpo.evaluate.alpacaeval.evaluate_alpacaeval`).
     """
 
-    def __init__(self, model: str = ARENA_HARD_JUDGE, *, client=None, temperature: float = 0.0,
-                 max_tokens: int = 4096, attempts: int = 1, system_prompt: str = ARENA_HARD_SYSTEM_PROMPT):
+    def __init__(
+        self,
+        model: str = ARENA_HARD_JUDGE,
+        *,
+        client=None,
+        temperature: float = 0.0,
+        max_tokens: int = 4096,
+        attempts: int = 1,
+        system_prompt: str = ARENA_HARD_SYSTEM_PROMPT,
+    ):
         self.model, self.name, self._client = model, model, client
         self.temperature, self.max_tokens, self.attempts = temperature, max_tokens, attempts
         self.system_prompt = system_prompt
@@ -147,14 +184,15 @@ class OpenAIJudge:
         return self._client
 
     def judge(self, question: str, answer_a: str, answer_b: str) -> str:
-        from rpo.evaluate.arenahard import parse_verdict
-
-        conv = [{"role": "system", "content": self.system_prompt},
-                {"role": "user", "content": format_judge_prompt(question, answer_a, answer_b)}]
+        conv = [
+            {"role": "system", "content": self.system_prompt},
+            {"role": "user", "content": format_judge_prompt(question, answer_a, answer_b)},
+        ]
         text = ""
         for _ in range(self.attempts):
             out = self.client.chat.completions.create(
-                model=self.model, messages=conv, temperature=self.temperature, max_tokens=self.max_tokens)
+                model=self.model, messages=conv, temperature=self.temperature, max_tokens=self.max_tokens
+            )
             new = out.choices[0].message.content or ""
             text += "\n" + new
             if parse_verdict(text)[1] != "missing":
@@ -163,8 +201,10 @@ class OpenAIJudge:
         return text
 
     def preference(self, instruction, output_1, output_2):
-        raise NotImplementedError("AlpacaEval with a GPT-4 judge runs through alpaca_eval's annotator: "
-                                  f"evaluate_alpacaeval(..., judge={ALPACAEVAL_ANNOTATOR!r})")
+        raise NotImplementedError(
+            "AlpacaEval with a GPT-4 judge runs through alpaca_eval's annotator: "
+            f"evaluate_alpacaeval(..., judge={ALPACAEVAL_ANNOTATOR!r})"
+        )
 
 
 def as_judge(judge, **kwargs):

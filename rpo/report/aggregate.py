@@ -1,0 +1,110 @@
+"""Aggregate: every table cell a mean over seeds with a 95% t-interval (:func:`rpo.core.stats.t_interval`),
+missing seeds counted; the rows of a study's table, with RPO's paired gains."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from rpo.core.stats import t_interval
+from rpo.pipeline.profiles import Study
+
+
+def cell(frame: pd.DataFrame, metric: str) -> dict:
+    """Aggregate one table cell (the rows of ``frame``: every expected seed of one config)."""
+    ok = frame[frame["status"] == "ok"]
+    vals = ok[metric].astype(float).tolist() if metric in ok else []
+    mean, half = t_interval(vals)
+    return {
+        "mean": mean,
+        "half": half,
+        "n": len(ok),
+        "n_expected": len(frame),
+        "n_failed": int((frame["status"] == "failed").sum()),
+        "n_not_run": int((frame["status"] == "not run").sum()),
+        "n_nan": int(sum(math.isnan(v) for v in vals)),
+        "run_ids": sorted(set(frame["run_id"].dropna())),
+        "config_hashes": sorted(set(frame["config_hash"])),
+    }
+
+
+def format_cell(c: dict, digits: int = 3, sign: bool = False) -> str:
+    """ "0.612 ± 0.031"; "missing (2/5 seeds failed)" when any expected seed is absent; "n/a" when the
+    runs are there but did not report this metric."""
+    missing = c["n_expected"] - c["n"]
+    if missing:
+        if c["n_failed"] and c["n_not_run"]:
+            why = f"{c['n_failed']} failed, {c['n_not_run']} not run"
+            return f"missing ({missing}/{c['n_expected']} seeds: {why})"
+        return f"missing ({missing}/{c['n_expected']} seeds {'failed' if c['n_failed'] else 'not run'})"
+    if math.isnan(c["mean"]) or c["n_nan"]:
+        return "n/a"
+    fmt = f"{{:{'+' if sign else ''}.{digits}f}}"
+    if math.isnan(c["half"]):
+        return fmt.format(c["mean"]) + f" (n={c['n']})"
+    return f"{fmt.format(c['mean'])} ± {c['half']:.{digits}f}"
+
+
+def build_table(study: Study, frame: pd.DataFrame) -> tuple[list[str], list[dict]]:
+    """Rows of a study's table: ``(column labels, rows)``; each row has "keys" (row key values),
+    "gain" (bool) and "cells" (column label -> cell dict with "text")."""
+    if study.columns:
+        col_vals = list(dict.fromkeys(frame[study.columns]))
+        if all(isinstance(v, (int, float)) for v in col_vals):
+            col_vals = sorted(col_vals)
+        columns = [(v, m) for v in col_vals for m in study.metrics]
+        labels = [_fmt_key(v) if len(study.metrics) == 1 else f"{_fmt_key(v)}: {m}" for v, m in columns]
+    else:
+        columns, labels = [(None, m) for m in study.metrics], list(study.metrics)
+    rows = []
+    for keys, grp in frame.groupby(list(study.rows), sort=False, dropna=False):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        cells = {}
+        for label, (v, m) in zip(labels, columns):
+            sub = grp if v is None else grp[grp[study.columns] == v]
+            c = cell(sub, m) if len(sub) else None
+            if c is not None:
+                c["text"] = format_cell(c, study.digits)
+            cells[label] = c
+        rows.append({"keys": dict(zip(study.rows, keys)), "gain": False, "cells": cells})
+        if study.gains and "label" in study.rows and str(keys[study.rows.index("label")]).startswith("R-"):
+            gain = _gain_row(study, frame, grp, dict(zip(study.rows, keys)), labels, columns)
+            if gain is not None:
+                rows.append(gain)
+    return labels, rows
+
+
+def _gain_row(study, frame, grp, keys, labels, columns):
+    """R-X minus X, paired by seed (same seed: same data and initial model), for every column."""
+    base_label = keys["label"].removeprefix("R-")
+    base = frame[frame["label"] == base_label]
+    for k, v in keys.items():
+        if k != "label":
+            base = base[base[k] == v]
+    if base.empty:
+        return None
+    cells = {}
+    for label, (v, m) in zip(labels, columns):
+        r = grp if v is None else grp[grp[study.columns] == v]
+        b = base if v is None else base[base[study.columns] == v]
+        pair = r.merge(b, on="seed", suffixes=("", "_base"))
+        diff = pair.assign(**{m: pair[m].astype(float) - pair[f"{m}_base"].astype(float)})
+        # a pair is ok only when both of its runs are
+        diff["status"] = np.where(
+            (pair["status"] == "ok") & (pair["status_base"] == "ok"),
+            "ok",
+            np.where((pair["status"] == "failed") | (pair["status_base"] == "failed"), "failed", "not run"),
+        )
+        diff["run_id"] = pair["run_id"]
+        c = cell(diff, m)
+        c["run_ids"] = sorted(set(pair["run_id"].dropna()) | set(pair["run_id_base"].dropna()))
+        c["config_hashes"] = sorted(set(pair["config_hash"]) | set(pair["config_hash_base"]))
+        c["text"] = format_cell(c, study.digits, sign=True)
+        cells[label] = c
+    return {"keys": {**keys, "label": f"RPO gain ({keys['label']} − {base_label})"}, "gain": True, "cells": cells}
+
+
+def _fmt_key(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,126 @@
+"""``rpo tables``: every study of a profile -> ``results/<study>.{md,csv,tex}`` (+ .png/.svg) and
+``results/manifest.json``, which maps each number to its run ids, config hashes, git commits and package
+versions; and the README's results block, regenerated from the same Markdown (never typed by hand).
+Nothing written here carries a timestamp, so the same runs give the same files byte for byte."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from rpo import paths
+from rpo.io import atomic_write_json, atomic_write_text
+from rpo.pipeline.profiles import Profile, Study, get_profile
+from rpo.pipeline.provenance import git_commit, package_versions
+from rpo.report.aggregate import build_table
+from rpo.report.collect import _plan, collect_runs, load_study, study_frame
+from rpo.report.figures import plot_figure
+from rpo.report.render import to_csv, to_latex, to_markdown
+
+
+def study_markdown(
+    profile: str, name: str, *, runs_root=None, grid: str | None = None
+) -> tuple[Study, pd.DataFrame, str]:
+    """For an analysis notebook: :func:`load_study`, and the study's table as Markdown."""
+    study, frame = load_study(profile, name, runs_root=runs_root, grid=grid)
+    return study, frame, to_markdown(study, *build_table(study, frame))
+
+
+def build(
+    profile: str | Profile = "toy",
+    *,
+    grid: str | None = None,
+    seeds: int | None = None,
+    runs_root=None,
+    results_dir=None,
+    figures: bool = True,
+    studies=None,
+) -> dict:
+    """``rpo tables``: every study of the profile -> results/<study>.{md,csv,tex} (+ .png/.svg) and
+    results/manifest.json. The grid and seeds default to those of the last ``rpo run`` (plan.json)."""
+    name = profile.name if isinstance(profile, Profile) else profile
+    run_dir = paths.run_dir(name, grid or "full", runs_root)
+    plan = _plan(run_dir)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile, grid or "full")
+    found, runs = collect_runs(run_dir)
+    results_dir = Path(paths.results() if results_dir is None else results_dir)
+    manifest = {
+        "profile": prof.name,
+        "grid": grid or plan.get("grid", "full"),
+        "tables_git_commit": git_commit(),
+        "tables_package_versions": package_versions(),
+        "tables": {},
+        "runs": {},
+    }
+    used = set()
+    for study in studies or prof.studies:
+        n = seeds or plan.get("seeds", {}).get(study.name) or study.seeds
+        frame = study_frame(study, n, found)
+        labels, rows = build_table(study, frame)
+        files = {}
+        for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
+            files[ext] = atomic_write_text(results_dir / f"{study.name}.{ext}", render(study, labels, rows)).name
+        if figures and study.figure is not None:
+            for p in plot_figure(study, frame, results_dir / study.name):
+                files[p.suffix[1:]] = p.name
+        cells = []
+        for r in rows:
+            for lab in labels:
+                c = r["cells"][lab]
+                if c is None:
+                    continue
+                used.update(c["run_ids"])
+                cells.append(
+                    {
+                        "row": {k: r["keys"][k] for k in study.rows},
+                        "column": lab,
+                        "gain": r["gain"],
+                        "text": c["text"],
+                        "mean": None if math.isnan(c["mean"]) else c["mean"],
+                        "ci95_half_width": None if math.isnan(c["half"]) else c["half"],
+                        "n": c["n"],
+                        "n_expected": c["n_expected"],
+                        "n_failed": c["n_failed"],
+                        "n_not_run": c["n_not_run"],
+                        "run_ids": c["run_ids"],
+                        "config_hashes": c["config_hashes"],
+                        "git_commits": sorted({runs[i]["git_commit"] for i in c["run_ids"] if i in runs}),
+                    }
+                )
+        manifest["tables"][study.name] = {"title": study.title, "seeds": n, "files": files, "cells": cells}
+    manifest["runs"] = {rid: runs[rid] for rid in sorted(runs)}
+    atomic_write_json(results_dir / "manifest.json", manifest)
+    return manifest
+
+
+README_START = "<!-- results:start (written by `rpo tables`; do not edit by hand) -->"
+README_END = "<!-- results:end -->"
+
+
+def update_readme(readme, manifest: dict, results_dir=None) -> bool:
+    """Replace the block between :data:`README_START` and :data:`README_END` of ``readme`` with every
+    table of ``manifest`` (the Markdown files just written) and links to its figures, so the numbers the
+    README shows are regenerated with the tables, never typed. Returns False when the markers are absent."""
+    readme, results_dir = Path(readme), Path(paths.results() if results_dir is None else results_dir)
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    rel = Path(os.path.relpath(results_dir.resolve(), readme.resolve().parent))
+    parts = [
+        README_START,
+        "",
+        f"Profile `{manifest['profile']}`, grid `{manifest['grid']}`; tables built at commit "
+        f"`{manifest['tables_git_commit']}`; every cell's run ids are in `{rel.as_posix()}/manifest.json`.",
+        "",
+    ]
+    for name, table in manifest["tables"].items():
+        parts += [(results_dir / table["files"]["md"]).read_text().strip(), ""]
+        if "png" in table["files"]:
+            parts += [f"![{name}]({(rel / table['files']['png']).as_posix()})", ""]
+    parts.append(README_END)
+    head, rest = text.split(README_START, 1)
+    atomic_write_text(readme, head + "\n".join(parts) + rest.split(README_END, 1)[1])
+    return True

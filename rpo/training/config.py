@@ -1,0 +1,117 @@
+"""RobustConfig: :class:`trl.DPOConfig` plus RPO's hyperparameters, flat so that TRL's ``TrlParser`` reads
+them from a recipe's YAML (recipes/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import DPOConfig
+
+from rpo.core.checks import check_alpha, check_eta0
+from rpo.core.em import OBJECTIVES as M_STEP_OBJECTIVES
+from rpo.core.losses import LOSSES, NEEDS_REFERENCE
+from rpo.core.methods import BASELINES, Method, from_trainer_args
+
+ETA_UPDATES = ("batch", "epoch")
+LM_HEADS = ("auto", "fused", "logits")
+
+
+@dataclass
+class RobustConfig(DPOConfig):
+    """:class:`trl.DPOConfig` plus RPO's hyperparameters (flat, so TrlParser reads them from YAML).
+
+    Fields (names are a public contract: recipes are written against them):
+
+    * ``pref_loss``: base preference loss, one of dpo, ipo, simpo, cpo (Table 1). Replaces TRL's
+      ``loss_type``, which must stay at its default.
+    * ``robust``: True runs RPO (Algorithm 1); False the plain base method through the same code.
+    * ``eta0``: initial reliability of every annotator, in [0.5, 1) (Algorithm 1's input; paper: 0.9).
+    * ``ema_alpha``: EMA momentum of eq. 7, in (0, 1] (paper: 0.1). Not TRL's ``rpo_alpha``, which is
+      Reasoning Preference Optimization, another method.
+    * ``eta_update``: "batch" (eq. 7 once per optimizer step, Algorithm 1) or "epoch" (eq. 6 after a full
+      E-step over the training set at each epoch end, the paper's implementation note).
+    * ``objective``: M-step objective, "gibbs" (eq. 5 as written) or "weighted" (w L_wl + (1-w) L_lw).
+    * ``annotator_column``: dataset column of annotator ids (ints in [0, K)) or names (strings, mapped to
+      ids in sorted order and saved to ``output_dir/annotators.json``). Absent: one virtual annotator.
+    * ``num_annotators``: K when ids are integers; None infers K = max id + 1 from the training set.
+    * ``gamma``: SimPO's absolute margin (TRL's ``simpo_gamma``). ``cpo_alpha``: weight of CPO's NLL.
+    * ``baseline``: None, "cdpo" (fixed weights w = 1 - noise_eps in the weighted objective) or "rdpo"
+      (Chowdhury et al.'s unbiased loss, TRL's ``robust``); both need a known ``noise_eps`` in
+      (0, 0.5) and apply to any ``pref_loss`` (with dpo they are the originals). Not with ``robust``.
+    * ``lm_head``: "fused" computes the policy's log-probs as DPOTrainer does, through TRL's fused LM head;
+      "logits" through the full logits, as CPOTrainer does; "auto" (default) picks fused exactly where TRL
+      runs that head as its Triton kernel (CUDA, XPU). Same values (tested to 1e-5). On CPU TRL's fallback
+      was slower and no smaller (SmolLM2-135M, 16 x 133 tokens: 20.7 s vs 14.1 s per step, 8.2 vs 7.5 GB
+      peak RSS; toy model: ~3% of a step). The reference model (dpo / ipo) always goes through TRL's
+      ``compute_ref_log_probs``.
+    """
+
+    pref_loss: str = field(default="dpo", metadata={"help": "Base loss: dpo, ipo, simpo or cpo (Table 1)."})
+    robust: bool = field(default=True, metadata={"help": "RPO (Algorithm 1) if True, the plain base loss if False."})
+    eta0: float = field(default=0.9, metadata={"help": "Initial annotator reliability, in [0.5, 1)."})
+    ema_alpha: float = field(default=0.1, metadata={"help": "EMA momentum of eq. 7, in (0, 1]."})
+    eta_update: str = field(default="batch", metadata={"help": "'batch' (eq. 7 per step) or 'epoch' (eq. 6)."})
+    objective: str = field(default="gibbs", metadata={"help": "M-step objective: 'gibbs' (eq. 5) or 'weighted'."})
+    annotator_column: str = field(default="annotator", metadata={"help": "Column of annotator ids or names."})
+    num_annotators: int | None = field(default=None, metadata={"help": "K for integer ids (default: max id + 1)."})
+    gamma: float = field(default=0.0, metadata={"help": "SimPO's absolute margin gamma."})
+    cpo_alpha: float = field(default=1.0, metadata={"help": "Weight of CPO's NLL term."})
+    baseline: str | None = field(default=None, metadata={"help": "None, 'cdpo' or 'rdpo' (known noise rate)."})
+    noise_eps: float = field(default=0.1, metadata={"help": "Known label-noise rate of cdpo / rdpo, in (0, 0.5)."})
+    lm_head: str = field(
+        default="auto",
+        metadata={
+            "help": "How the policy's log-probs are computed: 'fused' (TRL's fused LM head, DPOTrainer's forward: no "
+            "(B, T, V) logits), 'logits' (the model's full logits and TRL's selective_log_softmax, as "
+            "CPOTrainer does) or 'auto' (fused where TRL runs it as a Triton kernel, i.e. CUDA / XPU; logits "
+            "elsewhere, where TRL's fallback is slower and, measured on CPU, no smaller)."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        choices = {
+            "pref_loss": tuple(LOSSES),
+            "eta_update": ETA_UPDATES,
+            "objective": M_STEP_OBJECTIVES,
+            "baseline": (None, *BASELINES),
+            "lm_head": LM_HEADS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"RobustConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        try:
+            check_eta0(self.eta0)
+            check_alpha(self.ema_alpha)
+        except ValueError as e:
+            raise ValueError(f"RobustConfig: {e} (fields eta0 / ema_alpha)") from None
+        if self.baseline is not None:
+            if self.robust:
+                raise ValueError(f"RobustConfig.baseline={self.baseline!r} needs robust=False")
+            if not 0.0 < self.noise_eps < 0.5:
+                raise ValueError(f"RobustConfig.noise_eps must be in (0, 0.5), got {self.noise_eps}")
+        if self.num_annotators is not None and self.num_annotators < 1:
+            raise ValueError(f"RobustConfig.num_annotators must be >= 1, got {self.num_annotators}")
+        if self.cpo_alpha < 0:
+            raise ValueError(f"RobustConfig.cpo_alpha must be >= 0, got {self.cpo_alpha}")
+        # TRL options that _compute_loss would silently ignore are refused instead.
+        unsupported = {
+            "loss_type": (self.loss_type, ["sigmoid"]),
+            "ld_alpha": (self.ld_alpha, None),
+            "f_divergence_type": (self.f_divergence_type, "reverse_kl"),
+            "use_weighting": (self.use_weighting, False),
+            "label_smoothing": (self.label_smoothing, 0.0),
+        }
+        for name, (value, default) in unsupported.items():
+            if value != default:
+                raise ValueError(
+                    f"RobustConfig does not support {name}={value!r} (keep {default!r}); "
+                    "choose the loss with pref_loss / baseline / noise_eps"
+                )
+        if self.pref_loss not in NEEDS_REFERENCE and self.sync_ref_model:
+            raise ValueError(f"pref_loss={self.pref_loss!r} is reference-free: sync_ref_model must be False")
+
+    @property
+    def method(self) -> Method:
+        """The entry of the method registry (:mod:`rpo.core.methods`) this config trains."""
+        return from_trainer_args(self.pref_loss, self.robust, self.baseline)

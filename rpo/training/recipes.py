@@ -1,0 +1,73 @@
+"""Training recipes: flat YAML files (alignment-handbook style) read by TRL's ``TrlParser``.
+
+A recipe holds the keys of three dataclasses at one level:
+
+* ``trl.ScriptArguments``: the dataset (``dataset_name``, ``dataset_train_split``, ...);
+* :class:`rpo.training.RobustConfig` (a ``trl.DPOConfig``): the method and every optimisation setting;
+* ``trl.ModelConfig``: the model (``model_name_or_path``, ``dtype``, ``attn_implementation``, LoRA).
+
+The paper's 16 recipes live in ``recipes/<model>/<method>.yaml`` (written by ``recipes/generate.py``);
+``recipes/accelerate/`` holds the launcher configs. TRL is imported lazily (~10 s).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from rpo import paths
+from rpo.core.methods import METHODS
+
+PAPER_MODELS = ("mistral-7b-instruct", "llama-3-8b-instruct")
+#: recipe stems: one per entry of the method registry (rpo.core.methods)
+RECIPE_METHODS = tuple(METHODS)
+
+
+def recipe_path(model: str, method: str) -> Path:
+    """``recipes/<model>/<method>.yaml``; ValueError naming the bad argument if it does not exist."""
+    folder = paths.recipes()
+    path = folder / model / f"{method}.yaml"
+    if not path.exists():
+        models = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != "accelerate")
+        if model not in models:
+            raise ValueError(f"no recipes for model {model!r}; have {models}")
+        have = sorted(p.stem for p in (folder / model).glob("*.yaml"))
+        raise ValueError(f"no recipe {method!r} for {model}; have {have}")
+    return path
+
+
+def list_recipes() -> list[Path]:
+    """Every training recipe under ``recipes/`` (the launcher configs in ``recipes/accelerate`` excluded)."""
+    return sorted(p for p in paths.recipes().glob("*/*.yaml") if p.parent.name != "accelerate")
+
+
+def recipe_parser(config_cls=None):
+    """A ``TrlParser`` over ``(ScriptArguments, config_cls, ModelConfig)``; ``config_cls`` defaults to
+    :class:`rpo.training.RobustConfig`."""
+    from trl import ModelConfig, ScriptArguments, TrlParser
+
+    if config_cls is None:
+        from rpo.training.config import RobustConfig as config_cls
+    return TrlParser((ScriptArguments, config_cls, ModelConfig))
+
+
+def normalise_argv(argv: Sequence[str]) -> list[str]:
+    """Accept ``recipe.yaml [--key value ...]`` as well as TRL's ``--config recipe.yaml ...``."""
+    argv = list(argv)
+    if argv and argv[0].endswith((".yaml", ".yml")) and "--config" not in argv:
+        argv = ["--config", argv[0], *argv[1:]]
+    return argv
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, config_cls=None):
+    """Parse a recipe into ``(script_args, training_args, model_args)``.
+
+    ``overrides`` are command-line style (``["--learning_rate", "1e-6"]``) and win over the file. An
+    unknown key in the file raises ValueError naming it (TrlParser's check); a missing file raises
+    FileNotFoundError naming the path. On a machine without a GPU, pass ``["--use_cpu", "true"]`` to
+    parse a ``bf16: true`` recipe (transformers refuses bf16 without a GPU otherwise).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"recipe not found: {path}")
+    return tuple(recipe_parser(config_cls).parse_args_and_config(["--config", str(path), *overrides]))

@@ -1,0 +1,299 @@
+"""RobustTrainer: R-DPO, R-IPO, R-SimPO, R-CPO (Algorithm 1) and their plain bases, through TRL's DPOTrainer.
+
+One code path for every method of the registry (:mod:`rpo.core.methods`), so that a comparison measures
+RPO and nothing else. The trainer only wires; each step is somebody else's job:
+
+1. data: the one validator and the annotator-id mapping (:mod:`rpo.data.schema`);
+2. forward: summed completion log-probs, policy and reference (:mod:`rpo.training.forward`);
+3. objective: the per-example loss and, under RPO, the E-step weights w (:mod:`rpo.core.objectives`),
+   reduced once with ``.mean()``;
+4. eta: the reliability tracker (:class:`rpo.core.reliability.ReliabilityTracker`). ``eta_update="batch"``:
+   every micro-batch's ``(w, annotator)`` rows of every process are added to the step's sums, and eq. 7
+   runs once at the optimizer step's end, so the trajectory does not depend on how the global batch is
+   split; each micro-batch's E-step uses eta as it was at the step's start. ``"epoch"``: after each epoch
+   a full E-step over the training set sets eta by eq. 6;
+5. logging: DPOTrainer's reward / log-prob metrics, ``w/mean``, ``w/frac_below_0.5``, ``eta/<name>``.
+
+Choices (also in the README): a pair whose chosen and rejected are identical carries no preference and is
+skipped from training with a logged count (``num_identical_skipped``); SimPO and CPO are reference-free
+(no reference model is built or loaded, :mod:`rpo.training.compat`); CPO's NLL is TRL's batch token-mean,
+so CPO's w depends weakly on the micro-batch; under several processes the padding duplicates accelerate
+adds to an uneven last batch are dropped from metrics and eq. 7 alike (``gather_for_metrics``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from transformers import TrainerCallback
+from trl import DPOTrainer
+
+from rpo.core.objectives import OBJECTIVES, ObjectiveContext, objective_key
+from rpo.core.reliability import ReliabilityTracker
+from rpo.data.schema import annotator_ids, identical_rows, validate_preferences
+from rpo.io import atomic_write_json, read_json
+from rpo.training import compat
+from rpo.training.collator import ANNOTATOR_ID, RobustCollator
+from rpo.training.config import RobustConfig
+from rpo.training.forward import forward
+from rpo.training.metrics import gather_columns, log_batch
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "rpo_state.json"
+ANNOTATORS_FILE = "annotators.json"
+
+
+class _EtaCallback(TrainerCallback):
+    """Eq. 7 at the optimizer step's end, eq. 6 at the epoch's end."""
+
+    def __init__(self, trainer: "RobustTrainer"):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer._end_of_step()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.trainer._end_of_epoch()
+
+
+class RobustTrainer(DPOTrainer):
+    """TRL's DPOTrainer running RPO (Algorithm 1) or a plain / baseline preference loss.
+
+    Args: as :class:`trl.DPOTrainer`; ``args`` must be a :class:`RobustConfig`. The datasets need
+    ``prompt``, ``chosen``, ``rejected`` columns (explicit prompt) and optionally ``args.annotator_column``.
+    For dpo / ipo give a ``ref_model``, PEFT, or ``precompute_ref_log_probs=True``; for simpo / cpo no
+    reference is built (passing one is an error).
+
+    Public state: ``eta`` ((K,) float64), ``annotator_names`` (K str), ``reliability`` (the tracker),
+    ``method`` (the registry entry), ``num_identical_skipped`` (split -> count).
+    """
+
+    _tag_names = ["trl", "dpo", "rpo"]
+
+    def __init__(
+        self,
+        model,
+        ref_model=None,
+        args: RobustConfig | None = None,
+        data_collator=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        **kwargs,
+    ):
+        if not isinstance(args, RobustConfig):
+            raise TypeError(f"RobustTrainer needs args=RobustConfig(...), got {type(args).__name__}")
+        compat.check_trl_version()
+        self.method = args.method
+        self._reference_free = not self.method.needs_reference
+        if self._reference_free and ref_model is not None:
+            raise ValueError(f"pref_loss={args.pref_loss!r} is reference-free: do not pass a ref_model")
+        self._cfg = args  # Trainer sets self.args only after DPOTrainer has prepared the datasets
+        self.annotator_names: list[str] | None = None
+        self.num_identical_skipped: dict[str, int] = {}
+        with compat.no_reference_built(args, self._reference_free):
+            super().__init__(
+                model, ref_model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs
+            )
+        if self._reference_free:
+            self.precompute_ref_logps = False
+        self.data_collator = RobustCollator(self.data_collator)
+        compat.logps_only_head(self.model)
+        self.fused_head = args.lm_head == "fused" or (
+            args.lm_head == "auto" and compat.fused_head_is_fast(self.accelerator.device)
+        )
+        self._objective = OBJECTIVES[objective_key(self.method.objective, args.objective)]
+        self.reliability = ReliabilityTracker(
+            self.annotator_names, args.eta0, args.ema_alpha, device=self.accelerator.device
+        )
+        self.add_callback(_EtaCallback(self))
+        if self.args.should_save:
+            atomic_write_json(os.path.join(args.output_dir, ANNOTATORS_FILE), self._annotator_record())
+
+    @property
+    def eta(self) -> torch.Tensor:
+        """(K,) float64 on the CPU: each annotator's reliability (assigning it refreshes the E-step's prior)."""
+        return self.reliability.eta
+
+    @eta.setter
+    def eta(self, value) -> None:
+        self.reliability.eta = value
+
+    # ---- data: the one validator, annotator ids, identical pairs
+    def _annotator_record(self) -> dict:
+        return {
+            "annotator_column": self.args.annotator_column,
+            "names": self.annotator_names,
+            "ids": {name: i for i, name in enumerate(self.annotator_names)},
+        }
+
+    def _validate(self, dataset, name: str, drop_identical: bool):
+        from datasets import Dataset
+
+        if not isinstance(dataset, Dataset):
+            raise TypeError(
+                f"RobustTrainer needs a map-style datasets.Dataset for {name}, got {type(dataset).__name__}"
+            )
+        validate_preferences(dataset, name=f"{name} dataset", annotator_column=self._cfg.annotator_column)
+        ids, self.annotator_names = annotator_ids(
+            dataset,
+            column=self._cfg.annotator_column,
+            names=self.annotator_names,
+            num_annotators=self._cfg.num_annotators,
+            name=f"{name} dataset",
+        )
+        if ANNOTATOR_ID in dataset.column_names:
+            dataset = dataset.remove_columns(ANNOTATOR_ID)
+        dataset = dataset.add_column(ANNOTATOR_ID, ids)
+        if drop_identical:
+            identical = identical_rows(dataset)
+            if identical:
+                logger.warning(
+                    "%s dataset: skipped %d pair(s) whose chosen and rejected are identical (rows %s...)",
+                    name,
+                    len(identical),
+                    identical[:10],
+                )
+                drop = set(identical)
+                dataset = dataset.select([i for i in range(len(dataset)) if i not in drop])
+            self.num_identical_skipped[name] = len(identical)
+        return dataset
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        dataset = self._validate(dataset, dataset_name, drop_identical=True)
+        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if ANNOTATOR_ID not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, ANNOTATOR_ID]
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        if compat.skip_precompute(self._reference_free):
+            return dataset
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
+    # ---- loss: forward -> objective -> tracker -> log
+    def _loss_options(self) -> dict:
+        a = self.args  # validate=False: hot path, log-probs come from the model and lengths are >= 1
+        return dict(beta=a.beta, gamma=a.gamma, cpo_alpha=a.cpo_alpha, validate=False)
+
+    def _forward(self, model, inputs):
+        return forward(self, model, inputs, fused=self.fused_head, reference_free=self._reference_free)
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        mode = "train" if self.model.training else "eval"
+        logps, model_kwargs, outputs = self._forward(model, inputs)
+        ids = inputs[ANNOTATOR_ID]
+        robust = self.method.robust  # eta (hence the prior) as at the optimizer step's start
+        ctx = ObjectiveContext(
+            self.args.pref_loss,
+            self._loss_options(),
+            noise_eps=self.args.noise_eps,
+            prior=self.reliability.prior(ids) if robust and self.args.objective == "gibbs" else None,
+            eta=self.reliability.eta_of(ids) if robust and self.args.objective == "weighted" else None,
+        )
+        per_example, w = self._objective(logps, ctx)
+        loss = per_example.mean()
+        if self.aux_loss_enabled:
+            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+        feed_eq7 = w is not None and mode == "train" and self.args.eta_update == "batch"
+        columns = gather_columns(self.accelerator, self.beta, logps, w, ids if feed_eq7 else None)
+        log_batch(self._metrics[mode], columns, with_w=w is not None)
+        if feed_eq7 and columns:
+            self.reliability.add(columns[4], columns[5])
+        if return_outputs:  # TRL's eval path asks for logits; the fused head built none (as DPOTrainer does)
+            if self.fused_head:
+                with torch.no_grad():
+                    outputs = model(**model_kwargs)
+            return loss, outputs
+        return loss
+
+    # ---- eta: eq. 7 per optimizer step, eq. 6 per epoch
+    def _end_of_step(self) -> None:
+        if self.method.robust and self.args.eta_update == "batch":
+            self.reliability.step()
+        self._log_eta()
+
+    def _end_of_epoch(self) -> None:
+        if self.method.robust and self.args.eta_update == "epoch":
+            ids = torch.tensor(self.train_dataset[ANNOTATOR_ID], dtype=torch.long)
+            self.reliability.full_update(self.label_confidences(), ids)
+            self._log_eta()
+
+    def _log_eta(self) -> None:
+        if self.method.robust:
+            for name, value in zip(self.annotator_names, self.eta.tolist()):
+                self._metrics["train"][f"eta/{name}"] = [value]
+
+    @torch.no_grad()
+    def label_confidences(self, dataset=None, batch_size: int | None = None) -> torch.Tensor:
+        """Full E-step (eq. 4): ``w`` (N,) float, the posterior that each row's label is correct.
+
+        ``dataset=None`` uses the prepared training set (identical pairs already skipped); a raw dataset
+        (prompt/chosen/rejected[/annotator]) is validated and tokenised first, and every row is kept (an
+        identical pair gets ``w = eta``). Runs in eval mode, sharded over processes, gathered in order.
+        """
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        from rpo.core.em import e_step
+        from rpo.core.losses import pair_losses
+
+        if dataset is None:
+            dataset = self.train_dataset
+        else:
+            dataset = self._validate(dataset, "label_confidences", drop_identical=False)
+            dataset = DPOTrainer._prepare_dataset(self, dataset, self.processing_class, self.args, "label_confidences")
+        keep = ["prompt_ids", "chosen_ids", "rejected_ids", ANNOTATOR_ID, "ref_chosen_logps", "ref_rejected_logps"]
+        dataset = dataset.select_columns([c for c in keep if c in dataset.column_names])
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size or self.args.per_device_eval_batch_size,
+            collate_fn=self.data_collator,
+            shuffle=False,
+        )
+        loader = self.accelerator.prepare_data_loader(loader)
+        model, was_training = self.model_wrapped, self.model.training
+        self.model.eval()
+        out = []
+        try:
+            for batch in tqdm(loader, desc="E-step (eq. 4)", disable=not self.accelerator.is_local_main_process):
+                logps, _, _ = self._forward(model, batch)
+                loss_wl, loss_lw = pair_losses(self.args.pref_loss, *logps, **self._loss_options())
+                w = e_step(loss_wl, loss_lw, self.reliability.eta_of(batch[ANNOTATOR_ID].to(loss_wl.device)))
+                out.append(self.accelerator.gather_for_metrics(w).cpu())
+        finally:
+            self.model.train(was_training)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    # ---- eta is trainer state: checkpoint and resume
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            atomic_write_json(
+                os.path.join(folder, STATE_FILE),
+                {"global_step": self.state.global_step, **self._annotator_record(), **self.reliability.state_dict()},
+            )
+
+    def _load_rpo_state(self, checkpoint: str) -> None:
+        path = os.path.join(checkpoint, STATE_FILE)
+        if not os.path.exists(path):
+            raise ValueError(f"{checkpoint} has no {STATE_FILE}: it was not written by RobustTrainer")
+        self.reliability.load_state_dict(read_json(path), source=path)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """As :meth:`transformers.Trainer.train`; on resume also restores eta from the checkpoint."""
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
+        if resume_from_checkpoint:
+            self._load_rpo_state(resume_from_checkpoint)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
