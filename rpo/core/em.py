@@ -236,6 +236,48 @@ def full_update(w: Tensor, annotator_ids: Tensor, num_annotators: int, eta: Tens
     return new
 
 
+def fixed_point_eta(
+    d: Tensor,
+    annotator_ids: Tensor,
+    num_annotators: int,
+    eta0: Tensor | float = 0.9,
+    *,
+    max_iter: int = 1000,
+    tol: float = 1e-10,
+) -> tuple[Tensor, Tensor, int]:
+    """Exact EM for eta at a fixed model (Theorem 4.2's operator on the data): eq. 4 with the model's
+    eq. 2 log-odds ``d`` held fixed, ``w_i = sigmoid(d_i + logit(eta_{k_i}))``, then eq. 6,
+    ``eta_k = mean_{i in I_k} w_i``, repeated until no eta moves by more than ``tol`` (or ``max_iter``).
+
+    Shapes: ``d``, ``annotator_ids`` (N,); ``eta0`` a float or (K,) start -> ``(eta (K,) float64, w (N,)
+    float64 at that eta, iterations)``. An annotator with no labels keeps its start value. The fixed point
+    is the one this start leads to: from ``eta0 >= 0.5`` and an informative model, the reliable one.
+    """
+    d = d.detach().to(torch.float64).flatten()
+    ids = annotator_ids.long().flatten()
+    check_same_shape({"d": d, "annotator_ids": ids}, ndim=1)
+    check_finite({"d": d})
+    check_annotator_ids(ids, num_annotators)
+    eta = torch.as_tensor(eta0, dtype=torch.float64).clone()
+    eta = eta.expand(num_annotators).clone() if eta.ndim == 0 else eta
+    if eta.shape != (num_annotators,):
+        raise ValueError(f"eta0 must be a float or have shape ({num_annotators},), got {tuple(eta.shape)}")
+    if ((eta <= 0) | (eta >= 1)).any():
+        raise ValueError("eta0 must lie strictly inside (0, 1)")
+    counts = torch.zeros(num_annotators, dtype=torch.float64).index_add_(0, ids, torch.ones_like(d))
+    for it in range(1, max_iter + 1):
+        w = torch.sigmoid(d + _logit(eta)[ids])
+        sums = torch.zeros(num_annotators, dtype=torch.float64).index_add_(0, ids, w)
+        new = torch.where(counts > 0, sums / counts.clamp(min=1), eta)
+        # keep eta off {0, 1}, where logit is infinite and EM can never move again
+        new = new.clamp(1e-12, 1 - 1e-12)
+        done = (new - eta).abs().max().item() <= tol
+        eta = new
+        if done:
+            break
+    return eta, torch.sigmoid(d + _logit(eta)[ids]), it
+
+
 def em_operator(p_star: Tensor, eta: Tensor | float) -> Tensor:
     """Lemma 4.1: ``T_k(eta) = (1/N_k) sum_i p*_i eta / (p*_i eta + (1 - p*_i)(1 - eta))``.
 

@@ -149,3 +149,27 @@ def test_em_operator_agrees_with_e_step():
 
 def test_init_eta():
     assert init_eta(3, 0.9).tolist() == [0.9, 0.9, 0.9]
+
+
+def test_fixed_point_eta_recovers_calibrated_reliabilities():
+    """With calibrated evidence (p* drawn, labels flipped with the annotator's 1 - eta), the exact EM at
+    the fixed model lands near each annotator's true reliability, and the returned w is eq. 4 at it."""
+    from rpo.core.em import fixed_point_eta
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.tensor([0.95, 0.8, 0.6], dtype=torch.float64)
+    ids = torch.arange(3).repeat_interleave(4000)
+    # calibrated model: log-odds of the true preference ~ N(0, 3^2) around the truth's sign
+    z = 3.0 * torch.randn(len(ids), generator=g, dtype=torch.float64)
+    p_true = torch.sigmoid(z)
+    correct_label = torch.rand(len(ids), generator=g, dtype=torch.float64) < truth[ids]
+    # observed label agrees with the latent preference with prob eta; the model's evidence for the
+    # observed label is z when the latent preference is "chosen" and -z otherwise
+    latent_chosen = torch.rand(len(ids), generator=g, dtype=torch.float64) < p_true
+    observed_chosen = torch.where(correct_label, latent_chosen, ~latent_chosen)
+    d = torch.where(observed_chosen, z, -z)
+    eta, w, iters = fixed_point_eta(d, ids, 3, 0.9)
+    assert torch.allclose(eta, truth, atol=0.03), eta
+    assert iters > 1 and torch.allclose(w, torch.sigmoid(d + torch.logit(eta)[ids]))
+    empty, _, _ = fixed_point_eta(d[:10], torch.zeros(10, dtype=torch.long), 2, 0.9)
+    assert empty[1].item() == 0.9  # no labels: keeps its start
