@@ -29,6 +29,13 @@ def _gap(loss_wl: Tensor, loss_lw: Tensor) -> Tensor:
     return torch.nan_to_num(d, nan=0.0)  # +-inf -> +-max float; NaN is rejected before we get here
 
 
+def gap(loss_wl: Tensor, loss_lw: Tensor) -> Tensor:
+    """Eq. 2's log-odds ``d = L(y_l > y_w) - L(y_w > y_l)`` from the pair of Table 1 losses, without gradient:
+    the model's evidence that the observed label is right (``p(y_w >* y_l) = sigmoid(d)``). (B,) -> (B,)."""
+    with torch.no_grad():
+        return _gap(loss_wl.detach(), loss_lw.detach())
+
+
 def preference_log_probs(loss_wl: Tensor, loss_lw: Tensor) -> tuple[Tensor, Tensor]:
     """Eq. 2 in log space: ``(log p(y_w >* y_l), log p(y_l >* y_w))``.
 

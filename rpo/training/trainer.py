@@ -39,6 +39,7 @@ from rpo.training.collator import ANNOTATOR_ID, RobustCollator
 from rpo.training.config import RobustConfig
 from rpo.training.forward import forward
 from rpo.training.metrics import gather_columns, log_batch
+from rpo.training.scoring import score_pass
 
 logger = logging.getLogger(__name__)
 
@@ -237,38 +238,31 @@ class RobustTrainer(DPOTrainer):
         (prompt/chosen/rejected[/annotator]) is validated and tokenised first, and every row is kept (an
         identical pair gets ``w = eta``). Runs in eval mode, sharded over processes, gathered in order.
         """
-        from torch.utils.data import DataLoader
-        from tqdm.auto import tqdm
-
         from rpo.core.em import e_step
-        from rpo.core.losses import pair_losses
 
-        if dataset is None:
-            dataset = self.train_dataset
-        else:
+        def score(loss_wl, loss_lw, ids):
+            return e_step(loss_wl, loss_lw, self.reliability.eta_of(ids.to(loss_wl.device)))
+
+        return self._score_pass(dataset, batch_size, score, "E-step (eq. 4)")[0]
+
+    @torch.no_grad()
+    def log_odds(self, dataset=None, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 2's log-odds at the current model, ``d = L(y_l > y_w) - L(y_w > y_l)`` (N,) float, and each
+        row's annotator id (N,) long: the model's evidence for every label, without the prior (what an exact
+        EM at a fixed model, :func:`rpo.core.em.fixed_point_eta`, needs). Rows as :meth:`label_confidences`."""
+        from rpo.core.em import gap
+
+        def score(loss_wl, loss_lw, ids):
+            return gap(loss_wl, loss_lw), ids.to(loss_wl.device)
+
+        d, ids = self._score_pass(dataset, batch_size, score, "eq. 2 log-odds")
+        return d, ids.long()
+
+    def _score_pass(self, dataset, batch_size, score, desc: str) -> list[torch.Tensor]:
+        if dataset is not None:  # a raw dataset: validated, every row kept, tokenised as TRL does
             dataset = self._validate(dataset, "label_confidences", drop_identical=False)
             dataset = DPOTrainer._prepare_dataset(self, dataset, self.processing_class, self.args, "label_confidences")
-        keep = ["prompt_ids", "chosen_ids", "rejected_ids", ANNOTATOR_ID, "ref_chosen_logps", "ref_rejected_logps"]
-        dataset = dataset.select_columns([c for c in keep if c in dataset.column_names])
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size or self.args.per_device_eval_batch_size,
-            collate_fn=self.data_collator,
-            shuffle=False,
-        )
-        loader = self.accelerator.prepare_data_loader(loader)
-        model, was_training = self.model_wrapped, self.model.training
-        self.model.eval()
-        out = []
-        try:
-            for batch in tqdm(loader, desc="E-step (eq. 4)", disable=not self.accelerator.is_local_main_process):
-                logps, _, _ = self._forward(model, batch)
-                loss_wl, loss_lw = pair_losses(self.args.pref_loss, *logps, **self._loss_options())
-                w = e_step(loss_wl, loss_lw, self.reliability.eta_of(batch[ANNOTATOR_ID].to(loss_wl.device)))
-                out.append(self.accelerator.gather_for_metrics(w).cpu())
-        finally:
-            self.model.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0)
+        return score_pass(self, self.train_dataset if dataset is None else dataset, batch_size, score, desc)
 
     # ---- eta is trainer state: checkpoint and resume
     def _save_checkpoint(self, model, trial):

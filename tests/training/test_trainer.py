@@ -469,3 +469,20 @@ def test_public_names_are_lazily_exported():
     import rpo
 
     assert rpo.RobustTrainer is RobustTrainer and rpo.RobustConfig is RobustConfig
+
+
+def test_log_odds_and_fixed_point_eta_agree_with_label_confidences(tok, pairs, tmp_path):
+    """log_odds gives eq. 2's d per row; eq. 4 from it at the trainer's eta is label_confidences' w, and an
+    exact EM at the fixed model (fixed_point_eta) moves eta toward the data."""
+    from rpo.core.em import fixed_point_eta
+
+    ds = pairs(16, flip_frac=0.25, seed=2, annotators=["a", "b"])
+    trainer = make(tok, ds, tmp_path, "dpo", max_steps=4)
+    trainer.train()
+    d, ids = trainer.log_odds(ds)
+    w = trainer.label_confidences(ds)
+    assert d.shape == ids.shape == w.shape == (16,) and ids.tolist() == [0, 1] * 8
+    expected = torch.sigmoid(d.double() + torch.logit(trainer.eta)[ids]).float()
+    assert torch.allclose(w, expected, atol=1e-6)
+    eta, w_fixed, _ = fixed_point_eta(d, ids, 2, trainer.eta)
+    assert torch.allclose(eta, torch.stack([w_fixed[ids == k].mean() for k in range(2)]), atol=1e-8)
