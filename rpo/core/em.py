@@ -227,6 +227,28 @@ def ema_step(eta_k: float, sum_w: float, count: float, alpha: float) -> float:
     return (1.0 - alpha) * eta_k + alpha * (sum_w / count)
 
 
+def count_prior_strength(alpha: float) -> float:
+    """The default prior strength ``n0`` of :func:`count_step`: ``(1 - alpha) / alpha`` (9 at the paper's
+    alpha 0.1), the one at which the count update's first step on a single label *is* eq. 7's step."""
+    check_alpha(alpha)
+    return (1.0 - alpha) / alpha
+
+
+def count_step(eta_k: float, seen: float, sum_w: float, count: float, prior_strength: float) -> float:
+    """The count-aware update for one annotator, a running Beta-posterior mean seeded by eta0.
+
+    With ``n0 = prior_strength`` pseudo-labels at eta0 and the ``N_k`` labels seen so far, eta_k is
+    ``(n0 eta0 + sum of their w) / (n0 + N_k)``. Written as an update of the current value (so that an
+    assigned eta, an exact refit say, is carried on with the same weight): ``seen`` = N_k before this
+    step, ``sum_w`` / ``count`` the step's statistics ->
+    ``(eta_k (n0 + seen) + sum_w) / (n0 + seen + count)``. Eq. 7 moves by ``alpha`` per step whatever
+    the number of labels behind it; here each label moves eta_k by ``1 / (n0 + N_k)``, so an annotator's
+    estimate rests on all its labels, not on its last few. ``count == 0`` keeps eta_k."""
+    if count == 0:
+        return eta_k
+    return (eta_k * (prior_strength + seen) + sum_w) / (prior_strength + seen + count)
+
+
 def full_update(w: Tensor, annotator_ids: Tensor, num_annotators: int, eta: Tensor | None = None) -> Tensor:
     """Eq. 6 (= eq. 28): ``eta_k = (1 / N_k) sum_{i in I_k} w_i`` over the whole dataset.
 

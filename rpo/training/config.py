@@ -12,7 +12,8 @@ from rpo.core.em import OBJECTIVES as M_STEP_OBJECTIVES
 from rpo.core.losses import LOSSES, NEEDS_REFERENCE
 from rpo.core.methods import BASELINES, Method, from_trainer_args
 
-ETA_UPDATES = ("batch", "epoch")
+ETA_UPDATES = ("batch", "epoch", "count")
+REFIT_ETA = ("none", "end", "epoch")
 LM_HEADS = ("auto", "fused", "logits")
 
 
@@ -29,7 +30,15 @@ class RobustConfig(DPOConfig):
     * ``ema_alpha``: EMA momentum of eq. 7, in (0, 1] (paper: 0.1). Not TRL's ``rpo_alpha``, which is
       Reasoning Preference Optimization, another method.
     * ``eta_update``: "batch" (eq. 7 once per optimizer step, Algorithm 1) or "epoch" (eq. 6 after a full
-      E-step over the training set at each epoch end, the paper's implementation note).
+      E-step over the training set at each epoch end, the paper's implementation note) or "count" (once per
+      optimizer step, the count-aware running Beta-posterior mean of :func:`rpo.core.em.count_step`: each
+      label moves eta_k by 1 / (n0 + N_k), so with many annotators an estimate rests on all their labels).
+    * ``eta_prior_strength``: n0 of the "count" update, in pseudo-labels at eta0; None (default) gives
+      (1 - ema_alpha) / ema_alpha (9 at alpha 0.1), where the first one-label step equals eq. 7's.
+    * ``refit_eta``: "none", "end" or "epoch": exact EM for eta at the current model
+      (:meth:`RobustTrainer.fit_reliability`: eq. 4 with the model's log-odds held fixed, eq. 6, to the
+      fixed point) after training, or at every epoch end (before that epoch's checkpoint). Up to
+      ``refit_max_iter`` iterations, until no eta moves by more than ``refit_tol``.
     * ``objective``: M-step objective, "gibbs" (eq. 5 as written) or "weighted" (w L_wl + (1-w) L_lw).
     * ``annotator_column``: dataset column of annotator ids (ints in [0, K)) or names (strings, mapped to
       ids in sorted order and saved to ``output_dir/annotators.json``). Absent: one virtual annotator.
@@ -50,7 +59,17 @@ class RobustConfig(DPOConfig):
     robust: bool = field(default=True, metadata={"help": "RPO (Algorithm 1) if True, the plain base loss if False."})
     eta0: float = field(default=0.9, metadata={"help": "Initial annotator reliability, in [0.5, 1)."})
     ema_alpha: float = field(default=0.1, metadata={"help": "EMA momentum of eq. 7, in (0, 1]."})
-    eta_update: str = field(default="batch", metadata={"help": "'batch' (eq. 7 per step) or 'epoch' (eq. 6)."})
+    eta_update: str = field(
+        default="batch", metadata={"help": "'batch' (eq. 7 per step), 'epoch' (eq. 6) or 'count' (count-aware)."}
+    )
+    eta_prior_strength: float | None = field(
+        default=None, metadata={"help": "n0 of eta_update='count' (default (1 - ema_alpha) / ema_alpha)."}
+    )
+    refit_eta: str = field(
+        default="none", metadata={"help": "Exact EM for eta at the current model: 'none', 'end' or 'epoch'."}
+    )
+    refit_max_iter: int = field(default=1000, metadata={"help": "Most EM iterations of a refit."})
+    refit_tol: float = field(default=1e-8, metadata={"help": "A refit stops when no eta moves by more than this."})
     objective: str = field(default="gibbs", metadata={"help": "M-step objective: 'gibbs' (eq. 5) or 'weighted'."})
     annotator_column: str = field(default="annotator", metadata={"help": "Column of annotator ids or names."})
     num_annotators: int | None = field(default=None, metadata={"help": "K for integer ids (default: max id + 1)."})
@@ -73,6 +92,7 @@ class RobustConfig(DPOConfig):
         choices = {
             "pref_loss": tuple(LOSSES),
             "eta_update": ETA_UPDATES,
+            "refit_eta": REFIT_ETA,
             "objective": M_STEP_OBJECTIVES,
             "baseline": (None, *BASELINES),
             "lm_head": LM_HEADS,
@@ -90,6 +110,13 @@ class RobustConfig(DPOConfig):
                 raise ValueError(f"RobustConfig.baseline={self.baseline!r} needs robust=False")
             if not 0.0 < self.noise_eps < 0.5:
                 raise ValueError(f"RobustConfig.noise_eps must be in (0, 0.5), got {self.noise_eps}")
+        if self.eta_prior_strength is not None and not self.eta_prior_strength > 0:
+            raise ValueError(f"RobustConfig.eta_prior_strength must be > 0, got {self.eta_prior_strength}")
+        if self.refit_max_iter < 1 or not self.refit_tol > 0:
+            raise ValueError(
+                "RobustConfig: refit_max_iter must be >= 1 and refit_tol > 0, "
+                f"got {self.refit_max_iter}, {self.refit_tol}"
+            )
         if self.num_annotators is not None and self.num_annotators < 1:
             raise ValueError(f"RobustConfig.num_annotators must be >= 1, got {self.num_annotators}")
         if self.cpo_alpha < 0:

@@ -10,8 +10,10 @@ RPO and nothing else. The trainer only wires; each step is somebody else's job:
 4. eta: the reliability tracker (:class:`rpo.core.reliability.ReliabilityTracker`). ``eta_update="batch"``:
    every micro-batch's ``(w, annotator)`` rows of every process are added to the step's sums, and eq. 7
    runs once at the optimizer step's end, so the trajectory does not depend on how the global batch is
-   split; each micro-batch's E-step uses eta as it was at the step's start. ``"epoch"``: after each epoch
-   a full E-step over the training set sets eta by eq. 6;
+   split; each micro-batch's E-step uses eta as it was at the step's start. ``"count"``: the same sums,
+   the count-aware rule instead of eq. 7. ``"epoch"``: after each epoch a full E-step over the training
+   set sets eta by eq. 6. ``refit_eta``: :meth:`RobustTrainer.fit_reliability` (exact EM at the current
+   model) after training or at every epoch end;
 5. logging: DPOTrainer's reward / log-prob metrics, ``w/mean``, ``w/frac_below_0.5``, ``eta/<name>``.
 
 Choices (also in the README): a pair whose chosen and rejected are identical carries no preference and is
@@ -48,7 +50,7 @@ ANNOTATORS_FILE = "annotators.json"
 
 
 class _EtaCallback(TrainerCallback):
-    """Eq. 7 at the optimizer step's end, eq. 6 at the epoch's end."""
+    """Eq. 7 at the optimizer step's end, eq. 6 (or a refit) at the epoch's end, a refit at the training's end."""
 
     def __init__(self, trainer: "RobustTrainer"):
         self.trainer = trainer
@@ -58,6 +60,10 @@ class _EtaCallback(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         self.trainer._end_of_epoch()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if args.refit_eta == "end":
+            self.trainer.fit_reliability()
 
 
 class RobustTrainer(DPOTrainer):
@@ -108,7 +114,12 @@ class RobustTrainer(DPOTrainer):
         )
         self._objective = OBJECTIVES[objective_key(self.method.objective, args.objective)]
         self.reliability = ReliabilityTracker(
-            self.annotator_names, args.eta0, args.ema_alpha, device=self.accelerator.device
+            self.annotator_names,
+            args.eta0,
+            args.ema_alpha,
+            device=self.accelerator.device,
+            update="count" if args.eta_update == "count" else "ema",
+            prior_strength=args.eta_prior_strength,
         )
         self.add_callback(_EtaCallback(self))
         if self.args.should_save:
@@ -201,7 +212,7 @@ class RobustTrainer(DPOTrainer):
         loss = per_example.mean()
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
-        feed_eq7 = w is not None and mode == "train" and self.args.eta_update == "batch"
+        feed_eq7 = w is not None and mode == "train" and self.args.eta_update in ("batch", "count")
         columns = gather_columns(self.accelerator, self.beta, logps, w, ids if feed_eq7 else None)
         log_batch(self._metrics[mode], columns, with_w=w is not None)
         if feed_eq7 and columns:
@@ -213,9 +224,9 @@ class RobustTrainer(DPOTrainer):
             return loss, outputs
         return loss
 
-    # ---- eta: eq. 7 per optimizer step, eq. 6 per epoch
+    # ---- eta: eq. 7 (or the count rule) per optimizer step, eq. 6 per epoch, exact EM on request
     def _end_of_step(self) -> None:
-        if self.method.robust and self.args.eta_update == "batch":
+        if self.method.robust and self.args.eta_update in ("batch", "count"):
             self.reliability.step()
         self._log_eta()
 
@@ -224,6 +235,46 @@ class RobustTrainer(DPOTrainer):
             ids = torch.tensor(self.train_dataset[ANNOTATOR_ID], dtype=torch.long)
             self.reliability.full_update(self.label_confidences(), ids)
             self._log_eta()
+        if self.args.refit_eta == "epoch":
+            self.fit_reliability()
+
+    @torch.no_grad()
+    def fit_reliability(
+        self, dataset=None, *, max_iter: int | None = None, tol: float | None = None, batch_size: int | None = None
+    ) -> torch.Tensor:
+        """Exact EM for eta at the current model (Theorem 4.2's operator on the data): eq. 2's log-odds of
+        every row (:meth:`log_odds`, sharded over processes and gathered, so every rank computes the same
+        eta), then eq. 4 with them held fixed and eq. 6, from the current eta to the fixed point
+        (:func:`rpo.core.em.fixed_point_eta`). Sets eta (the E-step's prior follows), logs ``eta/<name>``
+        and ``eta_refit/iterations`` as one log entry and a logger line, and returns eta (K,) float64.
+
+        ``dataset=None``: the prepared training set; rows as :meth:`label_confidences`. An annotator with
+        no row keeps its value. ``max_iter`` / ``tol`` default to the config's ``refit_max_iter`` /
+        ``refit_tol``. Under ``eta_update="count"`` the label counts are kept: the count rule carries the
+        refitted value on with the weight of every label seen so far."""
+        from transformers import Trainer
+
+        from rpo.core.em import fixed_point_eta
+
+        d, ids = self.log_odds(dataset, batch_size)
+        eta, _, iters = fixed_point_eta(
+            d,
+            ids,
+            self.reliability.num_annotators,
+            self.eta,
+            max_iter=max_iter or self.args.refit_max_iter,
+            tol=tol or self.args.refit_tol,
+        )
+        self.eta = eta
+        values = dict(zip(self.annotator_names, eta.tolist()))
+        logger.info(
+            "fit_reliability: exact EM over %d labels, %d iteration(s): eta = %s",
+            len(d),
+            iters,
+            {k: round(v, 4) for k, v in list(values.items())[:20]},
+        )
+        Trainer.log(self, {**{f"eta/{k}": v for k, v in values.items()}, "eta_refit/iterations": float(iters)})
+        return eta
 
     def _log_eta(self) -> None:
         if self.method.robust:

@@ -77,6 +77,7 @@ def main(out_dir: str, grad_accum: int, pref_loss: str = "dpo") -> None:
     trainer.add_callback(record)
     trainer.train()
     w = trainer.label_confidences()  # the full E-step, sharded over ranks and gathered in order
+    refit = trainer.fit_reliability()  # exact EM on the gathered log-odds: every rank computes the same eta
     rank = int(os.environ.get("RANK", "0"))
     with open(os.path.join(out_dir, f"eta_rank{rank}.json"), "w") as f:
         json.dump(
@@ -85,6 +86,7 @@ def main(out_dir: str, grad_accum: int, pref_loss: str = "dpo") -> None:
                 "grad_accum": grad_accum,
                 "etas": record.etas,
                 "w": w.tolist(),
+                "refit": refit.tolist(),
                 "names": trainer.annotator_names,
             },
             f,

@@ -72,3 +72,6 @@ def test_two_processes_match_one_process_with_grad_accumulation(tmp_path):
     # the full E-step sharded over two ranks returns every pair once, in dataset order
     assert len(ranks[0]["w"]) == len(single["w"]) == 32 and ranks[0]["w"] == ranks[1]["w"]
     assert max(abs(x - y) for x, y in zip(single["w"], ranks[0]["w"])) < 1e-5
+    # fit_reliability sharded: the same exact-EM eta on both ranks, and as one process finds it
+    assert ranks[0]["refit"] == ranks[1]["refit"] and ranks[0]["refit"] != ranks[0]["etas"][-1]
+    assert max(abs(x - y) for x, y in zip(single["refit"], ranks[0]["refit"])) < 1e-5
