@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from rpo.data.schema import validate_preferences
+from rpo.io import read_json
 
 ULTRAFEEDBACK = {
     "mistral": "princeton-nlp/mistral-instruct-ultrafeedback",
@@ -27,13 +28,20 @@ def _read_local(path: Path, split: str) -> list[dict]:
             raise FileNotFoundError(f"{path}: no {split}.jsonl, {split}.parquet or data/{split}-*.parquet")
         return [r for p in found for r in _read_local(p, split)]
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (OSError, pa.ArrowException) as e:  # a truncated or foreign file: name it, not pyarrow's frames
+            raise ValueError(f"{path}: not a readable parquet file ({e})") from None
+    if path.suffix == ".json":
+        rows = read_json(path)
+        if not isinstance(rows, list):
+            raise ValueError(f"{path}: expected a JSON list of rows, got {type(rows).__name__}")
+        return rows
     rows = []
     with open(path) as f:
-        if path.suffix == ".json":
-            return json.load(f)
         for lineno, line in enumerate(f, 1):
             if line.strip():
                 try:
@@ -53,6 +61,8 @@ def normalize_ultrafeedback(rows: list[dict], *, source: str = "ultrafeedback", 
     """
     out = []
     for i, r in enumerate(rows):
+        if not isinstance(r, dict):
+            raise ValueError(f"{source}, row {i}: expected an object with prompt / chosen / rejected, got {r!r:.80}")
         missing = [c for c in ("prompt", "chosen", "rejected") if c not in r]
         if missing:
             raise ValueError(f"{source}, row {i}: missing column(s) {missing}; found {sorted(r)}")
@@ -62,6 +72,9 @@ def normalize_ultrafeedback(rows: list[dict], *, source: str = "ultrafeedback", 
                 raise ValueError(f"{source}, column {col!r}, row {i}: expected a list of chat messages")
             if conv[-1].get("role") != "assistant":
                 raise ValueError(f"{source}, column {col!r}, row {i}: last message is not from the assistant")
+            bad = [j for j, m in enumerate(conv) if not isinstance(m, dict) or not {"role", "content"} <= set(m)]
+            if bad:
+                raise ValueError(f"{source}, column {col!r}, row {i}, message {bad[0]}: needs 'role' and 'content'")
         prompt_msgs = [{"role": m["role"], "content": m["content"]} for m in r["chosen"][:-1]] or [
             {"role": "user", "content": r["prompt"]}
         ]
@@ -102,4 +115,5 @@ def load_ultrafeedback(
         rows = load_dataset(ULTRAFEEDBACK[name], split=split).to_list()
     if limit is not None:
         rows = rows[:limit]
-    return Dataset.from_list(normalize_ultrafeedback(rows, source=f"{ULTRAFEEDBACK[name]}[{split}]", as_text=as_text))
+    source = f"{path if path is not None else ULTRAFEEDBACK[name]}[{split}]"  # errors name the file read
+    return Dataset.from_list(normalize_ultrafeedback(rows, source=source, as_text=as_text))

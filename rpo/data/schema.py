@@ -9,13 +9,17 @@ metrics and tables read them. Every error names the data set, the column and the
 
 from __future__ import annotations
 
+import difflib
+
 import numpy as np
 
 REQUIRED = ("prompt", "chosen", "rejected")
+COMPLETIONS = ("chosen", "rejected")
 HIDDEN_PREFIX = "true_"
 HIDDEN_COLUMNS = ("is_flipped",)
 #: the name of the one virtual annotator of a data set without an annotator column (K = 1, the paper's)
 VIRTUAL_ANNOTATOR = "all"
+DEFAULT_ANNOTATOR_COLUMN = "annotator"
 
 
 def _columns(data):
@@ -53,24 +57,42 @@ def _check_value(value, column: str, row: int) -> str:
                     f"column {column!r}, row {row}, message {j}: expected a dict with "
                     f"'role' and 'content', got {m!r:.80}"
                 )
+            if not isinstance(m["role"], str) or not m["role"].strip():
+                raise ValueError(f"column {column!r}, row {row}, message {j}: empty or non-string role {m['role']!r}")
             if not isinstance(m["content"], str) or not m["content"].strip():
                 raise ValueError(f"column {column!r}, row {row}, message {j}: empty or non-string content")
+        # a completion is the assistant's turn: a chat template would render another role as a prompt turn
+        # and the model would be trained to answer as the user
+        if column in COMPLETIONS and value[-1]["role"] != "assistant":
+            raise ValueError(
+                f"column {column!r}, row {row}: the completion's last message has role {value[-1]['role']!r}; "
+                "chosen / rejected must end with the 'assistant' turn"
+            )
         return "chat"
     raise ValueError(f"column {column!r}, row {row}: expected str or list of chat messages, got {type(value).__name__}")
 
 
-def validate_preferences(data, *, name: str = "dataset", annotator_column: str = "annotator") -> None:
+def validate_preferences(
+    data, *, name: str = "dataset", annotator_column: str = "annotator", need_preference: bool = False
+) -> None:
     """Raise ``ValueError`` naming the column and row at fault; return None when ``data`` fits the schema.
 
     Checks: required columns present; each cell a non-empty string or a non-empty list of messages with
-    non-empty content; one kind (text or chat) per column; ``annotator``, when present, str or int with
-    no missing value; chosen differs from rejected is *not* required (real data has such rows).
+    non-empty role and content, a completion ending with the assistant's turn; one kind (text or chat)
+    for all three columns; ``annotator``, when present, str or int with no missing value; an
+    ``annotator_column`` that is not a column is an error when it was set explicitly or when a column of
+    a near name exists (a typo would otherwise train with one virtual annotator). Chosen differs from
+    rejected is *not* required (real data has such rows), but with ``need_preference`` (a set to train
+    or evaluate on, whose identical pairs are skipped) at least one pair must differ.
     """
-    cols, get = _columns(data)
+    try:
+        cols, get = _columns(data)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
     missing = [c for c in REQUIRED if c not in cols]
     if missing:
         raise ValueError(f"{name}: missing column(s) {missing}; found {cols}")
-    n = None
+    n, first_kind = None, None
     for c in REQUIRED:
         values = get(c)
         n = len(values) if n is None else n
@@ -84,8 +106,21 @@ def validate_preferences(data, *, name: str = "dataset", annotator_column: str =
                 raise ValueError(f"{name}: {e}") from None
             if len(kinds) > 1:
                 raise ValueError(f"{name}: column {c!r}, row {i}: mixes plain text and chat messages")
+        if kinds and first_kind is None:
+            first_kind = (c, *kinds)
+        elif kinds and kinds != {first_kind[1]}:
+            raise ValueError(
+                f"{name}: column {first_kind[0]!r} holds {first_kind[1]} but column {c!r} holds {kinds.pop()} "
+                "(row 0); prompt, chosen and rejected must all be plain text or all chat messages"
+            )
     if n == 0:
         raise ValueError(f"{name}: preference data is empty (0 rows)")
+    if need_preference and len(identical_rows(data)) == n:
+        raise ValueError(
+            f"{name}: all {n} pair(s) have identical chosen and rejected; such pairs carry no preference and "
+            "are skipped, which leaves nothing to train or evaluate on"
+        )
+    _check_annotator_column_name(cols, annotator_column, name)
     if annotator_column in cols:
         for i, a in enumerate(get(annotator_column)):
             if isinstance(a, bool) or not isinstance(a, (str, int, np.integer)):
@@ -94,6 +129,24 @@ def validate_preferences(data, *, name: str = "dataset", annotator_column: str =
                 )
             if isinstance(a, str) and not a.strip():
                 raise ValueError(f"{name}: column {annotator_column!r}, row {i}: empty string")
+
+
+def _check_annotator_column_name(cols: list[str], annotator_column: str, name: str) -> None:
+    """A missing annotator column means one virtual annotator (K = 1), but only when nothing suggests the
+    user meant another column: an explicitly set name that is absent, or the default name absent beside
+    a near one (``Annotator``, ``annotators``, ``annotator_id``), is an error naming both."""
+    if annotator_column in cols:
+        return
+    visible = [c for c in cols if not is_hidden(c)]  # the hidden truth is no candidate
+    near = difflib.get_close_matches(annotator_column, visible, n=3, cutoff=0.8)
+    near += [c for c in visible if c.lower() == annotator_column.lower() and c not in near]
+    if annotator_column != DEFAULT_ANNOTATOR_COLUMN or near:
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise ValueError(
+            f"{name}: annotator_column {annotator_column!r} is not a column (found {cols}){hint} "
+            f"Set annotator_column to the column of annotator ids, or drop such columns to train with one "
+            "virtual annotator"
+        )
 
 
 def is_hidden(column: str) -> bool:
@@ -139,6 +192,11 @@ def annotator_ids(
     if kinds <= {str}:
         if names is None:
             names = sorted(set(values))
+            if num_annotators is not None and num_annotators != len(names):
+                raise ValueError(
+                    f"{name} column {column!r}: num_annotators={num_annotators} but the column names "
+                    f"{len(names)} annotator(s) {names[:5]}; num_annotators applies to integer ids only"
+                )
         index = {n: i for i, n in enumerate(names)}
         unknown = sorted(set(values) - set(index))
         if unknown:
@@ -154,6 +212,12 @@ def annotator_ids(
             f"holds {values[bad[0]]!r} ({type(values[bad[0]]).__name__})"
         )
     values = [int(v) for v in values]
+    if names is not None and names != [str(i) for i in range(len(names))]:
+        # integer ids cannot be matched to names: id 0 need not be the first name of the training set
+        raise ValueError(
+            f"{name} column {column!r} holds integer ids, but the training set named its annotators "
+            f"{names[:5]}; use the same names in every split"
+        )
     if names is None:
         k = num_annotators or (max(values) + 1 if values else 1)
         names = [str(i) for i in range(k)]
