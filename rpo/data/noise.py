@@ -8,7 +8,9 @@ correctly with probability ``eta_k``), and the layouts of section 5.4.
 
 Layouts: :func:`single_annotator` (one annotator at a set rate), :func:`two_annotators` (each holds a full
 copy of the data; annotator 1 clean, annotator 2 noisy), :func:`annotate` (any number, each holding a copy
-or a disjoint share). Hidden columns added: ``true_chosen``, ``true_rejected`` (the true preference),
+or a disjoint share), :func:`annotator_pool` (K annotators, up to 256, with reliabilities drawn from
+:func:`pool_reliabilities`, each labelling a disjoint share: a MultiPref-size pool). Hidden columns
+added: ``true_chosen``, ``true_rejected`` (the true preference),
 ``is_flipped``, ``true_flip_prob`` and ``true_eta`` (the annotator's *measured* agreement with the oracle
 over its rows: the analogue of the paper's "eta GPT-4o").
 """
@@ -21,6 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from rpo.data.schema import REQUIRED
+
+#: the pool's reliability distribution (stated once): a reliable majority and a tail, as MultiPref's
+#: annotators (the final paper's Figure 3: most eta_hat near the top, a low tail). Each annotator's eta_k is
+#: drawn i.i.d.: with probability POOL_MAJORITY uniform on POOL_RELIABLE, otherwise uniform on POOL_TAIL.
+POOL_MAJORITY = 0.75
+POOL_RELIABLE = (0.85, 1.0)
+POOL_TAIL = (0.55, 0.85)
+MAX_POOL = 256
 
 
 def _sigmoid(x):
@@ -107,6 +117,11 @@ def annotate(pairs, annotators: list[Annotator], *, layout: str = "copy", seed: 
     if len(set(names)) != len(names):
         raise ValueError(f"annotators: duplicate names in {names}")
     rows = _truth(list(pairs))
+    if layout == "split" and len(annotators) > len(rows):
+        raise ValueError(
+            f"{len(annotators)} annotators cannot each label a disjoint share of {len(rows)} pairs: "
+            "the pool is larger than the data"
+        )
     rng = np.random.default_rng(seed)
     if layout == "split":
         order = rng.permutation(len(rows))
@@ -151,6 +166,34 @@ def two_annotators(pairs, rate2: float, *, kind: str = "symmetric", seed: int = 
     return annotate(pairs, [Annotator("a1", 0.0, kind), Annotator("a2", rate2, kind)], layout="copy", seed=seed)
 
 
+def pool_reliabilities(num_annotators: int, seed: int = 0) -> np.ndarray:
+    """(K,) reliabilities eta_k of a pool, drawn from the stated distribution (:data:`POOL_MAJORITY`,
+    :data:`POOL_RELIABLE`, :data:`POOL_TAIL`) with ``numpy.random.default_rng(seed)``; K in [1, 256]."""
+    if isinstance(num_annotators, bool) or not isinstance(num_annotators, (int, np.integer)):
+        raise ValueError(f"pool: num_annotators must be an integer, got {num_annotators!r}")
+    if not 1 <= num_annotators <= MAX_POOL:
+        raise ValueError(f"pool: num_annotators must be in [1, {MAX_POOL}], got {num_annotators}")
+    rng = np.random.default_rng(seed)
+    reliable = rng.random(num_annotators) < POOL_MAJORITY
+    lo = np.where(reliable, POOL_RELIABLE[0], POOL_TAIL[0])
+    hi = np.where(reliable, POOL_RELIABLE[1], POOL_TAIL[1])
+    return lo + (hi - lo) * rng.random(num_annotators)
+
+
+def pool_names(num_annotators: int) -> list[str]:
+    """``p000, p001, ...``: zero-padded, so the trainer's sorted name -> id mapping keeps the pool's order."""
+    return [f"p{k:03d}" for k in range(num_annotators)]
+
+
+def annotator_pool(pairs, num_annotators: int, *, pool_seed: int = 0, kind: str = "symmetric", seed: int = 0):
+    """K annotators (:func:`pool_names`) with reliabilities from :func:`pool_reliabilities` (``pool_seed``),
+    each labelling a disjoint share of ``pairs`` (flip rate ``1 - eta_k``; ``seed`` deals the shares and
+    draws the flips). A pool larger than the data is an error: every annotator needs a label."""
+    etas = pool_reliabilities(num_annotators, pool_seed)
+    anns = [Annotator(n, float(1.0 - e), kind) for n, e in zip(pool_names(num_annotators), etas)]
+    return annotate(pairs, anns, layout="split", seed=seed)
+
+
 def apply_layout(
     pairs,
     layout: str = "single",
@@ -159,12 +202,22 @@ def apply_layout(
     kind: str = "symmetric",
     rates: list | None = None,
     seed: int = 0,
+    num_annotators: int | None = None,
+    pool_seed: int = 0,
 ):
     """One entry point for notebooks whose parameters are literals.
 
     ``layout="single"``: :func:`single_annotator` at ``rate``; ``"two"``: :func:`two_annotators`
     (annotator 2 at ``rate``); ``"many"``: one annotator per entry of ``rates`` (``a1, a2, ...``), each
-    holding a disjoint share of the pairs (``"many-copy"``: each a full copy)."""
+    holding a disjoint share of the pairs (``"many-copy"``: each a full copy); ``"pool"``:
+    :func:`annotator_pool` of ``num_annotators`` annotators drawn with ``pool_seed`` (their rates come from
+    the pool's distribution, so ``rate`` must be 0)."""
+    if layout == "pool":
+        if num_annotators is None:
+            raise ValueError("layout 'pool' needs num_annotators=K (1 to 256)")
+        if rate:
+            raise ValueError(f"layout 'pool' draws each annotator's rate; got rate={rate} (leave it at 0)")
+        return annotator_pool(pairs, num_annotators, pool_seed=pool_seed, kind=kind, seed=seed)
     if layout == "single":
         return single_annotator(pairs, rate, kind=kind, seed=seed)
     if layout == "two":
@@ -174,7 +227,7 @@ def apply_layout(
             raise ValueError(f"layout {layout!r} needs rates=[...], one per annotator")
         anns = [Annotator(f"a{i + 1}", r, kind) for i, r in enumerate(rates)]
         return annotate(pairs, anns, layout="copy" if layout == "many-copy" else "split", seed=seed)
-    raise ValueError(f"unknown layout {layout!r}; expected single, two, many or many-copy")
+    raise ValueError(f"unknown layout {layout!r}; expected single, two, many, many-copy or pool")
 
 
 def true_reliability(dataset) -> dict:
