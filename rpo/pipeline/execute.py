@@ -59,6 +59,20 @@ def set_worker_env(threads: int = 1) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
+def kernel_config():
+    """traitlets config for the kernels papermill starts: IPC transport (Unix sockets in Jupyter's runtime
+    folder) instead of TCP on localhost, so ipykernel has nothing to warn about ("Kernel is running over
+    TCP without encryption", once per run in ``rpo run``'s output) and no port is opened. Falls back to
+    TCP where the socket paths would pass the ~100-character limit of a Unix socket path."""
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets.config import Config
+
+    # <runtime>/kernel-<uuid>-ipc-<n>: the uuid and suffixes take ~50 characters
+    if len(str(Path(jupyter_runtime_dir()).resolve())) > 55:
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc"}})
+
+
 def execute(run: Run, run_dir, notebooks_dir=None, kernel_name: str = "python3", timeout_s: int | None = None) -> dict:
     """Execute one run with papermill; record success or failure. Never raises for a notebook error
     (it is written to ``<run-id>.failed.json``); returns ``{"id", "status", "seconds", "error"}``."""
@@ -94,6 +108,7 @@ def execute(run: Run, run_dir, notebooks_dir=None, kernel_name: str = "python3",
             progress_bar=False,
             log_output=False,
             execution_timeout=timeout_s,
+            config=kernel_config(),
         )
         if not p["json"].exists():  # a notebook that reports nothing still leaves a provenance record
             write_metrics(p["json"], run.params, {})
@@ -214,6 +229,7 @@ def run_plan(
         initial=n_skipped,
         desc=f"rpo run {prof.name}",
         unit="run",
+        smoothing=0,  # ETA from the average over all runs so far: runs differ (a training ~1 min, analyses s)
         disable=not progress,
         dynamic_ncols=True,
     )
