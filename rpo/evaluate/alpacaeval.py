@@ -48,6 +48,7 @@ LC_OFFICIAL = "length_controlled_v1"
 LC_OFFLINE = "length_controlled_minimal"
 ALPACAEVAL_SIZE = 805
 LC_MIN_ANNOTATIONS = 5  # alpaca_eval's GLM cross-validates over 5 folds of instructions
+MIN_USABLE = 0.9  # the least share of instructions with a usable preference a score may rest on
 
 
 def _records(outputs, what: str) -> list[dict]:
@@ -56,9 +57,13 @@ def _records(outputs, what: str) -> list[dict]:
     if isinstance(outputs, pd.DataFrame):
         outputs = outputs.to_dict(orient="records")
     outputs = list(outputs)
+    first = {}
     for i, r in enumerate(outputs):
         if not isinstance(r, dict) or not isinstance(r.get("instruction"), str) or not isinstance(r.get("output"), str):
             raise ValueError(f"{what}[{i}] must be a dict with string 'instruction' and 'output'")
+        if r["instruction"] in first:  # judged twice, or one answer standing for two: the win rate moves
+            raise ValueError(f"{what}[{i}] repeats the instruction of {what}[{first[r['instruction']]}]")
+        first[r["instruction"]] = i
     return outputs
 
 
@@ -200,6 +205,7 @@ def evaluate_alpacaeval(
     max_instances: int | None = None,
     progress: bool = True,
     alpaca_eval_kwargs: dict | None = None,
+    min_usable: float = MIN_USABLE,
 ) -> dict:
     """AlpacaEval 2 metrics of ``answers`` against ``reference_answers``.
 
@@ -213,6 +219,8 @@ def evaluate_alpacaeval(
         lc_bootstrap_rounds: > 0 adds ``lc_standard_error_bootstrap``.
         alpaca_eval_kwargs: extra arguments for ``alpaca_eval.main.evaluate`` when ``judge`` is a config
             name (e.g. ``Annotator``, ``caching_path``).
+        min_usable: the least share of reference instructions with a usable preference (an annotator
+            may leave one unparsed, NaN); below it ValueError, since the win rate would rest on too few.
     Returns a dict: ``win_rate``, ``standard_error``, ``length_controlled_winrate``,
     ``lc_standard_error``, ``discrete_win_rate``, ``n_wins``, ``n_wins_base``, ``n_draws``, ``n_total``,
     ``avg_length``, ``lc_glm``, ``lc_extreme_change``, ``annotator``, ``generator``. With fewer than
@@ -227,6 +235,12 @@ def evaluate_alpacaeval(
     else:
         annotations = judge_pairs(model, ref, judge, progress=progress)
         annotator = annotations["annotator"].iloc[0]
+    n_usable = int(pd.to_numeric(annotations["preference"], errors="coerce").notna().sum())
+    if n_usable < min_usable * len(ref):
+        raise ValueError(
+            f"only {n_usable} of {len(ref)} instructions have a usable preference from {annotator!r}, below "
+            f"min_usable={min_usable:g}; the win rate would rest on too few. Re-annotate, or lower --min-usable"
+        )
     df_gamed = find_df_gamed(df_gamed, download=download_df_gamed)
     if df_gamed is not None and len(annotations) != ALPACAEVAL_SIZE:
         logging.warning(

@@ -24,6 +24,7 @@ tokens (v0.1 used tiktoken's gpt-3.5 encoding); it is only reported, never used 
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import math
 from collections import Counter
 from pathlib import Path
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rpo.evaluate import formats
+from rpo.evaluate import cache, formats
 from rpo.evaluate.formats import answer_record  # noqa: F401  (part of this module's API)
 from rpo.evaluate.judges import (
     ARENA_HARD_BASELINE,
@@ -42,13 +43,17 @@ from rpo.evaluate.judges import (
 )
 
 STATUSES = ("ok", "missing", "conflict", "unknown")
+#: the least share of a benchmark's games (two per question) with a usable verdict a score may rest on
+MIN_USABLE = 0.9
+logger = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- judging
 
 
 def judge_one(question: dict, answer: dict, baseline_answer: dict, judge, *, model: str, judge_name: str) -> dict:
-    """One judgment record (two games, the second with positions swapped), v0.1 layout."""
+    """One judgment record (two games, the second with positions swapped), v0.1 layout, plus the
+    ``cache_key`` of what was judged (:mod:`rpo.evaluate.cache`)."""
     q = question["turns"][0]["content"]
     a_model, a_base = formats.answer_text(answer), formats.answer_text(baseline_answer)
     games = []
@@ -56,7 +61,14 @@ def judge_one(question: dict, answer: dict, baseline_answer: dict, judge, *, mod
         text = judge.judge(q, first, second)
         label, _ = parse_verdict(text)
         games.append({"user_prompt": format_judge_prompt(q, first, second), "judgment": text, "score": label})
-    return {"question_id": question["question_id"], "model": model, "judge": judge_name, "games": games}
+    key = cache.judgment_key(q, a_model, a_base, judge_name, getattr(judge, "system_prompt", None))
+    return {
+        "question_id": question["question_id"],
+        "model": model,
+        "judge": judge_name,
+        "games": games,
+        "cache_key": key,
+    }
 
 
 def judge_answers(
@@ -80,14 +92,24 @@ def judge_answers(
 
     out_path = Path(out_path)
     judge_name = judge_name or getattr(judge, "name", "judge")
-    done = formats.read_judgments(out_path) if out_path.exists() else []
-    have = {r["question_id"] for r in done}
-    todo = [q for q in questions if q["question_id"] not in have]
     for who, ans in ((model, answers), ("baseline", baseline_answers)):
-        lacking = [q["question_id"] for q in todo if q["question_id"] not in ans]
+        lacking = [q["question_id"] for q in questions if q["question_id"] not in ans]
         if lacking:
             raise ValueError(f"{who} has no answer to {len(lacking)} question(s), e.g. {lacking[:3]}")
-    records = list(done)
+    done = formats.read_judgments(out_path) if out_path.exists() else []
+    by_id = {q["question_id"]: q for q in questions}
+    stale = {}  # a judgment is reused only if the question, both answers, the judge and its prompt are unchanged
+    for r in done:
+        if r["question_id"] in by_id:
+            key, *texts = cache.expected_key(by_id[r["question_id"]], answers, baseline_answers, judge_name, judge)
+            if (why := cache.stale_reason(r, key, *texts)) is not None:
+                stale[r["question_id"]] = why
+    if stale:
+        first = next(iter(stale.items()))
+        logger.warning("%s: re-judging %d stale judgment(s) (e.g. %r: %s)", out_path, len(stale), first[0], first[1])
+    records = [r for r in done if r["question_id"] not in stale]
+    have = {r["question_id"] for r in records}
+    todo = [q for q in questions if q["question_id"] not in have]
     bar = tqdm(total=len(todo), desc=f"judge {model}", disable=not progress)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max_workers) as pool:
         futures = [
@@ -130,8 +152,10 @@ def battles_from_judgments(
     status and verdict; games without a usable verdict make no battle but are counted there.
     """
     rows, status, verdicts = [], Counter(), Counter()
+    n_expected = 1 if first_game_only else 2
     for rec in judgments:
-        games = rec["games"][:1] if first_game_only else rec["games"][:2]
+        # a record with fewer games than expected counts its absent games as missing, not as usable
+        games = [*rec["games"][:n_expected], *[None] * (n_expected - len(rec["games"]))]
         for g, game in enumerate(games):
             if game is None:
                 label, st = None, "missing"
@@ -270,6 +294,7 @@ def evaluate_arenahard(
     max_workers: int = 1,
     progress: bool = True,
     strict: bool = False,
+    min_usable: float = MIN_USABLE,
 ) -> dict:
     """Judge (if ``judge`` is given) and score ``model`` on an arena-hard-auto v0.1 folder.
 
@@ -278,7 +303,11 @@ def evaluate_arenahard(
     ``model_judgment/<judge_name>/<model>.jsonl``. Returns the model's ``win_rate`` (%) with its 95%
     interval ``ci_lower``/``ci_upper``, the verdict counts, ``n_missing``/``n_conflict``/``n_unknown``
     (games without a usable verdict, excluded from the fit, as v0.1 does) and the leaderboard of every
-    model judged by that judge. ``strict=True`` raises instead when any game lacks a usable verdict.
+    model judged by that judge. ``strict=True`` raises instead when any game lacks a usable verdict;
+    otherwise fewer than ``min_usable`` (a share) of the benchmark's games (two per question, unjudged
+    questions included) with a usable verdict raise, since the score would rest on too few of them.
+    Judgments are checked against what they judged (:mod:`rpo.evaluate.cache`): a judge re-judges stale
+    ones; scoring alone refuses them, naming file and line.
     """
     from rpo.evaluate.judges import ARENA_HARD_JUDGE, as_judge
 
@@ -307,10 +336,19 @@ def evaluate_arenahard(
         raise ValueError(f"no judgments for {model!r} at {path}; pass a judge to create them")
     judged = {p.stem: formats.read_judgments(p) for p in sorted(judge_dir.glob("*.jsonl"))}
     judged = {m: recs for m, recs in judged.items() if m != baseline}
+    judged[model] = cache.verify_judgments(path, model, questions, bench_dir / "model_answer", baseline, judge_name)
     battles, report = battles_from_judgments(judged[model], baseline=baseline, weight=weight)
     bad = report["n_missing"] + report["n_conflict"] + report["n_unknown"]
     if strict and bad:
         raise ValueError(f"{path}: {bad} game(s) without a usable verdict: {report}")
+    if not 0 <= min_usable <= 1:
+        raise ValueError(f"min_usable must be a share in [0, 1], got {min_usable}")
+    if report["n_ok"] < min_usable * 2 * len(questions):
+        raise ValueError(
+            f"{path}: only {report['n_ok']} of {2 * len(questions)} games ({len(questions)} questions x 2) have a "
+            f"usable verdict, below min_usable={min_usable:g}; the win rate would rest on too few games "
+            f"({report}). Re-judge, or lower --min-usable knowingly"
+        )
     all_battles = pd.concat(
         [battles_from_judgments(r, baseline=baseline, weight=weight)[0] for r in judged.values()], ignore_index=True
     )

@@ -73,6 +73,12 @@ def _common(p: argparse.ArgumentParser, default_judge: str) -> None:
     p.add_argument("--strong-margin", type=float, default=0.5, help="score judges: |difference| > this is strong")
     p.add_argument("--soft-temperature", type=float, help="score judges: soft AlpacaEval preferences")
     p.add_argument("--out", help="also write the metrics JSON here")
+    p.add_argument(
+        "--min-usable",
+        type=float,
+        default=0.9,
+        help="least share of games / instructions with a usable verdict; below it the command fails (exit 2)",
+    )
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -124,7 +130,7 @@ def run_alpacaeval(args) -> dict:
 
         model, tok = load_policy(args.model, seed=args.seed)
         src = args.instructions or args.reference
-        instr = json.loads(Path(src).read_text()) if args.instructions else formats.read_alpacaeval(src)
+        instr = formats.read_instructions(src) if args.instructions else formats.read_alpacaeval(src)
         instr = [x if isinstance(x, str) else {k: x[k] for k in x if k not in ("output", "generator")} for x in instr]
         generate_alpacaeval(
             model,
@@ -150,6 +156,7 @@ def run_alpacaeval(args) -> dict:
         lc_bootstrap_rounds=args.lc_bootstrap,
         seed=args.seed,
         progress=not args.no_progress,
+        min_usable=args.min_usable,
     )
 
 
@@ -196,17 +203,19 @@ def run_arenahard(args) -> dict:
         max_workers=args.workers,
         progress=not args.no_progress,
         strict=args.strict,
+        min_usable=args.min_usable,
     )
 
 
 def _command(run):
     """``args.func``: run, print the metrics as JSON (and write ``--out``), return the exit status;
-    a ValueError (bad file, line, argument) is printed as one line with status 2."""
+    a ValueError (bad file, line, argument) or a file that cannot be read is printed as one line with
+    status 2."""
 
     def func(args) -> int:
         try:
             metrics = run(args)
-        except ValueError as e:
+        except (ValueError, OSError) as e:
             print(f"rpo eval {args.benchmark}: error: {e}", file=sys.stderr)
             return 2
         if args.out:

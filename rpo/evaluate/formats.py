@@ -41,7 +41,8 @@ def write_jsonl(path: Path | str, records) -> None:
 
 
 def read_alpacaeval(path: Path | str) -> list[dict]:
-    """An AlpacaEval outputs file (a JSON list of objects with ``instruction`` and ``output``).
+    """An AlpacaEval outputs file (a JSON list of objects with ``instruction`` and ``output``, one per
+    instruction: a duplicate would be judged twice, or one answer would silently stand for both).
     ValueError names the file, and the line of bad JSON or of the first record at fault."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
@@ -59,6 +60,35 @@ def read_alpacaeval(path: Path | str) -> list[dict]:
                 f"{path}:{_line_of_record(text, i)}: record {i} must be an object with string "
                 f"keys {list(ALPACA_KEYS)}, got {json.dumps(rec)[:120]}"
             )
+    first = {}
+    for i, rec in enumerate(data):
+        if rec["instruction"] in first:
+            raise ValueError(
+                f"{path}:{_line_of_record(text, i)}: record {i} repeats the instruction of record "
+                f"{first[rec['instruction']]} ({rec['instruction'][:60]!r})"
+            )
+        first[rec["instruction"]] = i
+    return data
+
+
+def read_instructions(path: Path | str) -> list:
+    """A JSON list of instructions to generate for: strings, or records with a string ``instruction``
+    (other keys kept), each instruction once. ValueError names the file and line."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    data = _loads(text, path)
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of instructions, got {type(data).__name__}")
+    first = {}
+    for i, x in enumerate(data):
+        instr = x if isinstance(x, str) else x.get("instruction") if isinstance(x, dict) else None
+        if not isinstance(instr, str) or not instr.strip():
+            raise ValueError(f"{path}:{_line_of_record(text, i)}: item {i} is no instruction string or record")
+        if instr in first:
+            raise ValueError(
+                f"{path}:{_line_of_record(text, i)}: item {i} repeats the instruction of item {first[instr]}"
+            )
+        first[instr] = i
     return data
 
 
@@ -76,9 +106,15 @@ def _line_of_record(text: str, index: int) -> int:
 
 
 def read_questions(path: Path | str) -> list[dict]:
-    """Arena-Hard ``question.jsonl``; each question must have exactly one user turn (v0.1)."""
-    out = []
+    """Arena-Hard ``question.jsonl``; each question must have exactly one user turn (v0.1) and a
+    question_id of its own (a duplicate would be judged and counted twice)."""
+    out, seen = [], {}
     for lineno, q in _numbered(path, QUESTION_KEYS):
+        if q["question_id"] in seen:
+            raise ValueError(
+                f"{path}:{lineno}: duplicate question_id {q['question_id']!r} (first at line {seen[q['question_id']]})"
+            )
+        seen[q["question_id"]] = lineno
         turns = q["turns"]
         if not (
             isinstance(turns, list)
@@ -126,24 +162,49 @@ def read_answer_dir(folder: Path | str) -> dict[str, dict[str, dict]]:
 
 
 def read_judgments(path: Path | str) -> list[dict]:
-    """``model_judgment/<judge>/<model>.jsonl``: each record must hold a list of games."""
-    out = []
+    """``model_judgment/<judge>/<model>.jsonl``: each record must hold a list of games (see
+    :func:`numbered_judgments`)."""
+    return [rec for _, rec in numbered_judgments(path)]
+
+
+def numbered_judgments(path: Path | str) -> list[tuple[int, dict]]:
+    """``(line, record)`` of a judgment file. Each record: a non-empty list of games, each game null or an
+    object whose ``judgment`` / ``score`` are strings or null; one record per question_id (a duplicate
+    would count its games twice). Errors name the file and line."""
+    out, seen = [], {}
     for lineno, rec in _numbered(path, JUDGMENT_KEYS):
         if not isinstance(rec["games"], list) or not rec["games"]:
             raise ValueError(f"{path}:{lineno}: 'games' must be a non-empty list")
-        out.append(rec)
+        for g, game in enumerate(rec["games"]):
+            if game is not None and (
+                not isinstance(game, dict)
+                or any(not isinstance(game.get(k), (str, type(None))) for k in ("judgment", "score"))
+            ):
+                raise ValueError(f"{path}:{lineno}: game {g} must be null or an object with string judgment / score")
+        qid = rec["question_id"]
+        if qid in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate judgment of question_id {qid!r} (first at line {seen[qid]})")
+        seen[qid] = lineno
+        out.append((lineno, rec))
     return out
 
 
-def answer_record(question_id: str, model_id: str, text: str, token_len: int | None = None) -> dict:
-    """One ``model_answer`` record in the v0.1 layout."""
+def answer_record(
+    question_id: str, model_id: str, text: str, token_len: int | None = None, question_hash: str | None = None
+) -> dict:
+    """One ``model_answer`` record in the v0.1 layout (``question_hash``: what the generator answered,
+    :func:`rpo.evaluate.cache.content_hash` of the question; our addition, so a changed question is
+    answered again)."""
     turn = {"content": text}
     if token_len is not None:
         turn["token_len"] = int(token_len)
-    return {
+    rec = {
         "question_id": question_id,
         "answer_id": uuid.uuid4().hex,
         "model_id": model_id,
         "choices": [{"index": 0, "turns": [turn]}],
         "tstamp": time.time(),
     }
+    if question_hash is not None:
+        rec["question_hash"] = question_hash
+    return rec

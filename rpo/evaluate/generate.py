@@ -144,11 +144,21 @@ def generate_alpacaeval(
     """
     dec = decoding(preset, **overrides)
     recs = [{"instruction": x} if isinstance(x, str) else dict(x) for x in instructions]
+    first = {}
     for i, r in enumerate(recs):
         if not isinstance(r.get("instruction"), str):
             raise ValueError(f"instructions[{i}] has no string 'instruction'")
+        if r["instruction"] in first:  # one answer would stand for both
+            raise ValueError(f"instructions[{i}] repeats instructions[{first[r['instruction']]}]")
+        first[r["instruction"]] = i
     out_path = Path(out_path)
     have = {r["instruction"]: r for r in formats.read_alpacaeval(out_path)} if out_path.exists() else {}
+    others = sorted({str(r.get("generator")) for r in have.values()} - {generator})
+    if others:  # an answer is reused only if this generator wrote it: another model's would be scored as ours
+        raise ValueError(
+            f"{out_path} holds answers of generator(s) {others[:3]}, not {generator!r}: write each generator's "
+            "answers to a file of its own (or remove that file)"
+        )
     items = [(i, r["instruction"]) for i, r in enumerate(recs)]
 
     def save(batch, outs):
@@ -179,6 +189,7 @@ def generate_arenahard(
     ``questions``: records of ``question.jsonl`` or a path to one. Questions already answered in the file
     are not generated again. ``token_len`` counts the policy's own tokens.
     """
+    from rpo.evaluate.cache import content_hash
     from rpo.evaluate.formats import answer_record
 
     dec = decoding(preset, **overrides)
@@ -186,11 +197,22 @@ def generate_arenahard(
         questions = formats.read_questions(questions)
     path = Path(answer_dir) / f"{model_id}.jsonl"
     have = formats.read_answers(path) if path.exists() else {}
+    others = sorted({str(r.get("model_id")) for r in have.values()} - {model_id})
+    if others:
+        raise ValueError(f"{path} holds answers of model_id(s) {others[:3]}, not {model_id!r}; remove that file")
     items = [(q["question_id"], q["turns"][0]["content"]) for q in questions]
+    if len({qid for qid, _ in items}) != len(items):
+        dup = next(qid for i, (qid, _) in enumerate(items) if qid in {q for q, _ in items[:i]})
+        raise ValueError(f"questions: question_id {dup!r} appears more than once")
+    # an answer to a question whose text has changed since is answered again (answers we wrote say what
+    # they answered; answers from elsewhere carry no question_hash and are kept)
+    for qid, text in items:
+        if qid in have and have[qid].get("question_hash", content_hash(text)) != content_hash(text):
+            del have[qid]
 
     def save(batch, outs):
-        for (qid, _), (text, n) in zip(batch, outs):
-            have[qid] = answer_record(qid, model_id, text, token_len=n)
+        for (qid, q), (text, n) in zip(batch, outs):
+            have[qid] = answer_record(qid, model_id, text, token_len=n, question_hash=content_hash(q))
         formats.write_jsonl(path, [have[q] for q, _ in items if q in have])
 
     _batched(model, tokenizer, items, lambda x: x[0], set(have), dec, batch_size, seed, f"arenahard {model_id}", save)

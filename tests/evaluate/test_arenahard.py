@@ -171,7 +171,12 @@ def test_swapped_games_cancel_a_planted_position_bias(tmp_path, first_game_only)
 
 
 def test_published_layout_fixture_scores_to_the_hand_count():
-    res = ah.evaluate_arenahard(BENCH, "toy-policy", judge=None, judge_name="gpt-4-1106-preview", rounds=30)
+    # 10 of its 12 games are usable: below the default min_usable (0.9), so the share is lowered knowingly
+    with pytest.raises(ValueError, match=r"only 10 of 12 games .* below min_usable=0.9"):
+        ah.evaluate_arenahard(BENCH, "toy-policy", judge=None, judge_name="gpt-4-1106-preview", rounds=5)
+    res = ah.evaluate_arenahard(
+        BENCH, "toy-policy", judge=None, judge_name="gpt-4-1106-preview", rounds=30, min_usable=0.8
+    )
     # by hand: model wins 3+3, 1+1, 3 (q4 game 2 missing), 1 (q6 game 1 conflict); baseline 1+1; ties 2
     assert res["win_rate"] == pytest.approx(100 * (12 + 1) / 16, abs=1e-3)
     assert res["ci_lower"] <= res["win_rate"] <= res["ci_upper"]
@@ -226,7 +231,7 @@ def test_judging_writes_v01_records_and_resumes(tmp_path):
     questions = formats.read_questions(bench / "question.jsonl")
     assert [r["question_id"] for r in recs] == [q["question_id"] for q in questions]
     g1, g2 = recs[0]["games"]
-    assert set(recs[0]) == {"question_id", "model", "judge", "games"}
+    assert set(recs[0]) == {"question_id", "model", "judge", "games", "cache_key"}  # v0.1 + what was judged
     assert set(g1) == set(g2) == {"user_prompt", "judgment", "score"}
     assert "<|The Start of Assistant A's Answer|>\ndcab\n" in g1["user_prompt"]  # game 1: baseline first
     assert "<|The Start of Assistant A's Answer|>\ndcba\n" in g2["user_prompt"]  # game 2: swapped
