@@ -12,6 +12,9 @@ from rpo.io import read_json
 ULTRAFEEDBACK = {
     "mistral": "princeton-nlp/mistral-instruct-ultrafeedback",
     "llama3": "princeton-nlp/llama3-ultrafeedback-armorm",
+    # section 5.4's "copies of UltraFeedback" (paper-qwen05): the GPT-4-rated binarized UltraFeedback, the
+    # public set closest to the paper's GPT-4o-labelled copy; splits train_prefs / test_prefs, same columns
+    "h4": "HuggingFaceH4/ultrafeedback_binarized",
 }
 UF_COLUMNS = ("prompt_id", "prompt", "all_generated_responses", "all_rm_scores", "chosen", "rejected")
 
