@@ -155,7 +155,7 @@ def gibbs_e_step_and_loss(d: Tensor, prior: Tensor) -> tuple[Tensor, Tensor]:
     """Eqs. 4 and 5 (Gibbs objective) from log-odds alone: ``(loss per example, w)``.
 
     ``d = L(y_l > y_w) - L(y_w > y_l)`` is eq. 2's log-odds (differentiable; e.g.
-    :func:`rpo.core.losses.gibbs_log_odds`), ``prior = logit(eta_k)`` per example (:func:`prior_log_odds`).
+    :func:`rpo.core.log_odds.gibbs_log_odds`), ``prior = logit(eta_k)`` per example (:func:`prior_log_odds`).
     Eq. 4: ``w = sigmoid(d + prior)``, without gradient. Eq. 5:
     ``-(w log sigmoid(d) + (1 - w) log sigmoid(-d)) = softplus(d) - w d``, whose gradient in d is exactly
     ``sigmoid(d) - w``; the value loses ~1e-7 |d| to cancellation when w -> 1.

@@ -47,9 +47,6 @@ PairLoss = Callable[..., tuple[Tensor, Tensor]]
 LOSSES: dict[str, PairLoss] = {}
 #: names of the losses that need reference log-probs
 NEEDS_REFERENCE: set[str] = set()
-#: name -> function(same arguments as LOSSES) -> d = L(x, y_l > y_w) - L(x, y_w > y_l), eq. 2's log-odds in
-#: closed form (the training loop's Gibbs path needs only d; tests check it against the pair's difference)
-LOG_ODDS: dict[str, Callable[..., Tensor]] = {}
 
 CPO_NLL_MODES = ("batch_token_mean", "token_mean", "sum")
 
@@ -59,14 +56,6 @@ def register(name: str, *, needs_reference: bool) -> Callable[[PairLoss], PairLo
         LOSSES[name] = fn
         if needs_reference:
             NEEDS_REFERENCE.add(name)
-        return fn
-
-    return deco
-
-
-def register_log_odds(name: str) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
-    def deco(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        LOG_ODDS[name] = fn
         return fn
 
     return deco
@@ -83,15 +72,6 @@ def dpo_pair(
     """
     h = (chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)
     return -F.logsigmoid(beta * h), -F.logsigmoid(-beta * h)
-
-
-@register_log_odds("dpo")
-def dpo_log_odds(
-    chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, ref_chosen_logps, ref_rejected_logps, *, beta, **_
-):
-    """DPO's eq. 2 log-odds: ``softplus(beta h) - softplus(-beta h) = beta h`` (Appendix B: the Gibbs
-    probability is Bradley-Terry). Shapes: (B,) -> (B,)."""
-    return beta * ((chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps))
 
 
 @register("ipo", needs_reference=True)
@@ -124,32 +104,6 @@ def ipo_pair(
     )
     target = 1.0 / (2.0 * beta)
     return (h - target) ** 2, (-h - target) ** 2
-
-
-@register_log_odds("ipo")
-def ipo_log_odds(
-    chosen_logps,
-    rejected_logps,
-    chosen_lengths,
-    rejected_lengths,
-    ref_chosen_logps,
-    ref_rejected_logps,
-    *,
-    beta,
-    ipo_length_norm=True,
-    **_,
-):
-    """IPO's eq. 2 log-odds: ``(h + 1/(2 beta))^2 - (h - 1/(2 beta))^2 = 2 h / beta`` (no target margin
-    survives, see the README's departures). Shapes: (B,) -> (B,)."""
-    return (2.0 / beta) * _ipo_h(
-        chosen_logps,
-        rejected_logps,
-        chosen_lengths,
-        rejected_lengths,
-        ref_chosen_logps,
-        ref_rejected_logps,
-        ipo_length_norm,
-    )
 
 
 def _ipo_h(
@@ -191,27 +145,6 @@ def simpo_pair(
     return -F.logsigmoid(u - gamma), -F.logsigmoid(-u - gamma)
 
 
-@register_log_odds("simpo")
-def simpo_log_odds(
-    chosen_logps,
-    rejected_logps,
-    chosen_lengths,
-    rejected_lengths,
-    ref_chosen_logps,
-    ref_rejected_logps,
-    *,
-    beta,
-    gamma=0.0,
-    **_,
-):
-    """SimPO's eq. 2 log-odds: ``softplus(u + gamma) - softplus(gamma - u)``, which is ``u`` exactly when
-    ``gamma = 0`` (then R-SimPO's Gibbs objective is SimPO's own loss at w = 1). Shapes: (B,) -> (B,)."""
-    u = beta * (chosen_logps / chosen_lengths - rejected_logps / rejected_lengths)
-    if gamma == 0:
-        return u
-    return F.softplus(u + gamma) - F.softplus(gamma - u)
-
-
 @register("cpo", needs_reference=False)
 def cpo_pair(
     chosen_logps,
@@ -247,26 +180,6 @@ def _cpo_nlls(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, cp
     if cpo_nll == "sum":
         return -chosen_logps, -rejected_logps
     raise ValueError(f"cpo_nll must be one of {CPO_NLL_MODES}, got {cpo_nll!r}")
-
-
-@register_log_odds("cpo")
-def cpo_log_odds(
-    chosen_logps,
-    rejected_logps,
-    chosen_lengths,
-    rejected_lengths,
-    ref_chosen_logps,
-    ref_rejected_logps,
-    *,
-    beta,
-    cpo_alpha=1.0,
-    cpo_nll="batch_token_mean",
-    **_,
-):
-    """CPO's eq. 2 log-odds: ``beta (log pi(y_w) - log pi(y_l)) + cpo_alpha (NLL(y_l) - NLL(y_w))``, the
-    NLLs normalised as in :func:`cpo_pair`. Shapes: (B,) -> (B,)."""
-    nll_w, nll_l = _cpo_nlls(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, cpo_nll)
-    return beta * (chosen_logps - rejected_logps) + cpo_alpha * (nll_l - nll_w)
 
 
 def pair_losses(
@@ -306,48 +219,6 @@ def pair_losses(
     """
     return _dispatch(
         LOSSES,
-        name,
-        chosen_logps,
-        rejected_logps,
-        chosen_lengths,
-        rejected_lengths,
-        ref_chosen_logps,
-        ref_rejected_logps,
-        beta=beta,
-        gamma=gamma,
-        cpo_alpha=cpo_alpha,
-        ipo_length_norm=ipo_length_norm,
-        cpo_nll=cpo_nll,
-        validate=validate,
-    )
-
-
-def gibbs_log_odds(
-    name: str,
-    chosen_logps: Tensor,
-    rejected_logps: Tensor,
-    chosen_lengths: Tensor,
-    rejected_lengths: Tensor,
-    ref_chosen_logps: Tensor | None = None,
-    ref_rejected_logps: Tensor | None = None,
-    *,
-    beta: float,
-    gamma: float = 0.0,
-    cpo_alpha: float = 1.0,
-    ipo_length_norm: bool = True,
-    cpo_nll: str = "batch_token_mean",
-    validate: bool = True,
-) -> Tensor:
-    """Eq. 2's log-odds ``d = L(x, y_l > y_w) - L(x, y_w > y_l)``, so ``p(y_w >* y_l) = sigmoid(d)``.
-
-    The same quantity as ``loss_lw - loss_wl`` from :func:`pair_losses` (same arguments, same checks),
-    in closed form (:data:`LOG_ODDS`): ``beta h`` for DPO, ``2 h / beta`` for IPO, ``u`` for SimPO with
-    ``gamma = 0``. Eqs. 4 and 5 (Gibbs objective) need nothing else, and the closed form is a shorter
-    autograd graph and free of the cancellation of subtracting two losses.
-    Shapes: every input (B,) -> (B,), differentiable.
-    """
-    return _dispatch(
-        LOG_ODDS,
         name,
         chosen_logps,
         rejected_logps,

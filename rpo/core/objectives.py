@@ -14,7 +14,8 @@ from typing import Callable
 import torch
 
 from rpo.core.em import e_step_and_loss, gibbs_e_step_and_loss, rpo_loss
-from rpo.core.losses import gibbs_log_odds, pair_losses
+from rpo.core.log_odds import gibbs_log_odds
+from rpo.core.losses import pair_losses
 
 Tensor = torch.Tensor
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from rpo.core.stats import t_interval
-from rpo.toy.world import encode_left_padded, sample_responses, score
+from rpo.toy.policy import encode_left_padded, sample_responses
+from rpo.toy.tasks import score
 
 __all__ = [
     "sequence_logps",

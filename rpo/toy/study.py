@@ -45,7 +45,7 @@ def load_policy(world, model: str = "toy"):
 def reference_samples(world, prompts: list[str], n: int, model: str = "toy") -> list[str]:
     """The reference policy's samples on ``prompts`` (flattened ``[prompt][sample]``): the fixed
     opponent of every win rate, drawn once per process with a fixed seed so all runs face the same one."""
-    from rpo.toy.world import sample_responses
+    from rpo.toy.policy import sample_responses
 
     key = (str(world.path), tuple(prompts), n, model)
     if key not in _REFERENCE_SAMPLES:
@@ -101,7 +101,8 @@ def win_rates(world, policy, tok, settings: TrainSettings, seed: int) -> dict:
 
     from rpo.evaluate.alpacaeval import length_controlled
     from rpo.evaluate.judges import ScoreJudge
-    from rpo.toy.world import sample_responses, score
+    from rpo.toy.policy import sample_responses
+    from rpo.toy.tasks import score
 
     prompts = world.heldout[: settings.n_heldout]
     ours = [s for ss in sample_responses(policy, tok, prompts, n=settings.samples, seed=seed + 1) for s in ss]

@@ -173,7 +173,7 @@ def test_fused_e_step_and_loss_equals_the_two_steps(name, objective):
 def test_closed_form_log_odds_equal_the_pair_difference(name, conventions):
     """gibbs_log_odds (beta h, 2h/beta, ...) is eq. 2's log-odds L_lw - L_wl of pair_losses, value and gradient,
     computed here in float64 so that the subtraction loses nothing."""
-    from rpo.core.losses import gibbs_log_odds
+    from rpo.core.log_odds import gibbs_log_odds
 
     g = torch.Generator().manual_seed(11)
     cw = (torch.randn(64, generator=g, dtype=torch.float64) * 20).requires_grad_()
