@@ -42,10 +42,67 @@ def stable_hash(obj, n: int = 10) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]
 
 
-def run_id(notebook: str, params: dict) -> str:
-    """``<notebook>-<hash>``: a stable hash of the notebook name and its parameters (order-free)."""
+def run_id(notebook: str, params: dict, code: dict | None = None) -> str:
+    """``<notebook>-<hash>``: a stable hash of the notebook name, its parameters (order-free) and, given
+    ``code`` (:func:`code_version`: the notebook file's content and the rpo package's sources), of the
+    code that runs them, so that editing either makes a new run instead of reusing a stale one."""
     stem = Path(notebook).stem
-    return f"{stem}-{stable_hash({'notebook': stem, 'params': params})}"
+    key = {"notebook": stem, "params": params}
+    if code is not None:
+        key["code"] = code
+    return f"{stem}-{stable_hash(key)}"
+
+
+def file_hash(path) -> str | None:
+    """sha256 of a file's bytes (16 hex digits); None when there is no such file."""
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
+
+
+@lru_cache(maxsize=None)
+def library_hash() -> str:
+    """sha256 over the rpo package's Python sources (relative path and bytes of every ``rpo/**/*.py``, in
+    sorted order): the library version a run executed, finer than the package version, which does not
+    change between commits. Computed once per process."""
+    pkg = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(path.relative_to(pkg).as_posix().encode() + b"\x00" + path.read_bytes() + b"\x00")
+    return h.hexdigest()[:16]
+
+
+def code_version(notebook_path) -> dict:
+    """What a run's id covers besides its parameters: the notebook file's hash and :func:`library_hash`."""
+    return {"notebook": file_hash(notebook_path), "rpo": library_hash()}
+
+
+def record_problem(rec, rid: str | None = None) -> str | None:
+    """Why a run's metrics record cannot count as a finished run (None when it can): not an object,
+    lacking ``run_id`` / ``params`` / ``metrics``, another run's id, or malformed per-training records."""
+    if not isinstance(rec, dict):
+        return f"the record is a {type(rec).__name__}, not a JSON object"
+    missing = [k for k in ("run_id", "params", "metrics") if k not in rec]
+    if missing:
+        return f"the record lacks key(s) {missing}"
+    if rid is not None and rec["run_id"] != rid:
+        return f"the record is run {rec['run_id']!r}'s, not {rid!r}'s"
+    return _metrics_problem(rec["metrics"])
+
+
+def _metrics_problem(metrics) -> str | None:
+    if isinstance(metrics, list):
+        for i, rec in enumerate(metrics):
+            if (
+                not isinstance(rec, dict)
+                or not isinstance(rec.get("config"), dict)
+                or not isinstance(rec.get("metrics"), dict)
+            ):
+                return f"metrics[{i}] must be a dict with dict entries 'config' and 'metrics', got {rec!r:.200}"
+            if "seed" not in rec["config"]:
+                return f"metrics[{i}]['config'] has no 'seed': {rec['config']!r:.200}"
+    elif not isinstance(metrics, dict):
+        return f"metrics must be a dict or a list of records, got {type(metrics).__name__}"
+    return None
 
 
 def config_hash(cfg: dict) -> str:
@@ -103,20 +160,9 @@ def write_metrics(path, params: dict, metrics) -> dict:
     ``{"config": {... "seed": s}, "metrics": {"clean_acc": 0.81, ...}}`` (what ``rpo.report`` reads).
     With ``path`` None (a notebook run by hand) nothing is written; the record is returned either way.
     """
-    if isinstance(metrics, list):
-        for i, rec in enumerate(metrics):
-            if (
-                not isinstance(rec, dict)
-                or not isinstance(rec.get("config"), dict)
-                or not isinstance(rec.get("metrics"), dict)
-            ):
-                raise ValueError(
-                    f"metrics[{i}] must be a dict with dict entries 'config' and 'metrics', got {rec!r:.200}"
-                )
-            if "seed" not in rec["config"]:
-                raise ValueError(f"metrics[{i}]['config'] has no 'seed': {rec['config']!r:.200}")
-    elif not isinstance(metrics, dict):
-        raise ValueError(f"metrics must be a dict or a list of records, got {type(metrics).__name__}")
+    problem = _metrics_problem(metrics)
+    if problem:
+        raise ValueError(problem)
     record = {
         "schema": 1,
         "run_id": Path(path).name.removesuffix(".json") if path else None,

@@ -11,7 +11,8 @@ import pandas as pd
 
 from rpo import paths
 from rpo.core.methods import label as method_label
-from rpo.pipeline.plan import status
+from rpo.io import read_json
+from rpo.pipeline.plan import problem, status
 from rpo.pipeline.profiles import Study, get_profile
 from rpo.pipeline.provenance import config_hash
 
@@ -23,14 +24,19 @@ def collect_runs(run_dir) -> tuple[pd.DataFrame, dict]:
 
     Columns: run_id, config_hash, seed, status ("ok" | "failed"), label, the config keys, then one
     column per scalar metric. Also returns ``runs``: run id -> notebook, status, commit, versions.
-    Only *done* runs contribute metrics (a metrics JSON left by a killed attempt is ignored).
+    Only *done* runs contribute metrics (a metrics JSON left by a killed attempt is ignored; a corrupt
+    one is listed in ``runs`` with status "corrupt" and its problem). When ``plan.json`` lists the ids
+    the plan expects, other runs in the folder (of older code or parameters) are left out.
     """
     run_dir = Path(run_dir)
     rows, runs = [], {}
+    expected = set(_plan(run_dir).get("expected_run_ids") or []) if run_dir.exists() else set()
     for path in sorted(run_dir.glob("*.json")) if run_dir.exists() else []:
         name = path.name
         if name == "plan.json" or name.startswith("."):
             continue
+        if expected and name.removesuffix(".json").removesuffix(".failed") not in expected:
+            continue  # superseded: not a run of the current plan
         if name.endswith(".failed.json"):
             rid = name.removesuffix(".failed.json")
             if status(run_dir, rid) != "failed":
@@ -57,7 +63,11 @@ def collect_runs(run_dir) -> tuple[pd.DataFrame, dict]:
                     )
             continue
         rid = name.removesuffix(".json")
-        if status(run_dir, rid) != "done":
+        st = status(run_dir, rid)
+        if st == "corrupt":  # counted missing, and named, until `rpo run` executes it again
+            runs[rid] = {"notebook": None, "status": "corrupt", "error": problem(run_dir, rid)}
+            continue
+        if st != "done":
             continue
         rec = _read(path)
         runs[rid] = {
@@ -96,10 +106,10 @@ def collect_runs(run_dir) -> tuple[pd.DataFrame, dict]:
 
 
 def _read(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    rec = read_json(path)  # bad JSON: ValueError naming the file and line
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(rec).__name__}")
+    return rec
 
 
 def _config_cols(cfg: dict) -> dict:
@@ -143,7 +153,13 @@ def study_frame(study: Study, seeds: int, found: pd.DataFrame) -> pd.DataFrame:
 
 
 def _plan(run_dir: Path) -> dict:
-    return json.loads((run_dir / "plan.json").read_text()) if (run_dir / "plan.json").exists() else {}
+    path = Path(run_dir) / "plan.json"
+    if not path.exists():
+        return {}
+    plan = read_json(path)
+    if not isinstance(plan, dict):
+        raise ValueError(f"{path}: expected a JSON object (the plan of the last `rpo run`), got {type(plan).__name__}")
+    return plan
 
 
 def load_study(
@@ -166,9 +182,12 @@ def iter_records(run_dir):
     """``(run_id, config with seed, metrics)`` of every done run, non-scalar metrics included
     (e.g. eta trajectories), in run-id order."""
     run_dir = Path(run_dir)
+    expected = set(_plan(run_dir).get("expected_run_ids") or []) if run_dir.exists() else set()
     for path in sorted(run_dir.glob("*.json")):
         rid = path.name.removesuffix(".json")
         if path.name == "plan.json" or rid.endswith(".failed") or status(run_dir, rid) != "done":
+            continue
+        if expected and rid not in expected:  # superseded, as in collect_runs
             continue
         metrics = _read(path).get("metrics")
         for item in metrics if isinstance(metrics, list) else []:
