@@ -12,10 +12,17 @@ The recipe is parsed by TRL's ``TrlParser`` into ``(ScriptArguments, RobustConfi
   ``ModelConfig`` (dtype, attention, revision), as TRL's own ``trl dpo`` script does: under ZeRO-3 TRL then
   builds the policy (and the DPO/IPO reference) already sharded. ``rpo:toy`` / ``rpo:small`` name the
   offline profiles of :func:`rpo.models.load_model` (the reference is a second, identical load).
-* data: the paper's two datasets go through :func:`rpo.data.loaders.load_ultrafeedback` (normalised to
-  prompt / chosen / rejected; no annotator column, so K = 1 as in the paper). Anything else is read with
+* data: the paper's UltraFeedback sets go through :func:`rpo.data.loaders.load_ultrafeedback` (normalised
+  to prompt / chosen / rejected; no annotator column, so K = 1 as in the paper), ``allenai/multipref``
+  through :func:`rpo.data.multipref.load_multipref` (one row per annotation, its annotator named);
+  ``dataset_loader: ultrafeedback | multipref`` reads a local copy in those datasets' own layout (what
+  the tests use). Anything else (``dataset_loader: plain``, or ``auto`` for other names) is read with
   ``datasets.load_dataset`` (a Hub id, or a local ``.json``/``.jsonl``/``.parquet`` file) and must already
   hold prompt / chosen / rejected (and optionally the annotator column).
+* noise: with ``noise_layout`` other than ``none`` (:mod:`rpo.training.noisy`) the training split is
+  relabelled by annotators with known truth before training (the evaluation split stays clean); the
+  trainer sees only the public columns, and the truth goes to ``output_dir/noise_truth.json`` and
+  ``noise_truth.jsonl`` (and ``eta_true`` into ``train_summary.json``).
 """
 
 from __future__ import annotations
@@ -33,10 +40,18 @@ def load_split(script_args, split: str):
     if not name:
         raise ValueError("the recipe has no dataset_name: set it in the recipe or pass --dataset_name")
     from rpo.data.loaders import ULTRAFEEDBACK, load_ultrafeedback
+    from rpo.data.multipref import MULTIPREF, load_multipref
 
     by_id = {hub_id: key for key, hub_id in ULTRAFEEDBACK.items()}
-    if name in by_id:
-        return load_ultrafeedback(by_id[name], split=split)
+    loader = getattr(script_args, "dataset_loader", "auto")
+    if loader == "auto":
+        loader = "ultrafeedback" if name in by_id else "multipref" if name == MULTIPREF else "plain"
+    if loader == "ultrafeedback":  # a Hub id, or a local copy in the Hub's layout (file or folder)
+        if name in by_id:
+            return load_ultrafeedback(by_id[name], split=split)
+        return load_ultrafeedback("mistral", split=split, path=name)  # the key only names the format
+    if loader == "multipref":
+        return load_multipref(split=split, path=None if name == MULTIPREF else name)
     from datasets import load_dataset
 
     suffix = Path(name).suffix
@@ -74,11 +89,23 @@ def build_model(model_args, training_args):
     return name, None, None
 
 
+def write_truth(output_dir, truth: dict, rows: list[dict]) -> Path:
+    """The injected noise's truth beside the run (main process only): ``noise_truth.json`` and ``.jsonl``."""
+    from rpo.io import atomic_write_json, atomic_write_jsonl
+    from rpo.training.noisy import TRUTH_FILE, TRUTH_ROWS_FILE
+
+    out = Path(output_dir)
+    atomic_write_jsonl(out / TRUTH_ROWS_FILE, rows, sort_keys=True)
+    return atomic_write_json(out / TRUTH_FILE, truth, sort_keys=False)
+
+
 def build_trainer(script_args, training_args, model_args):
-    """A :class:`rpo.RobustTrainer` for parsed recipe arguments (nothing is trained yet)."""
+    """A :class:`rpo.RobustTrainer` for parsed recipe arguments (nothing is trained yet); with a noise
+    layout, the training split is relabelled first and its truth written to ``output_dir``."""
     from accelerate import PartialState
     from trl import get_peft_config
 
+    from rpo.training.noisy import inject_noise
     from rpo.training.trainer import RobustTrainer
 
     model, ref, tok = build_model(model_args, training_args)
@@ -86,6 +113,18 @@ def build_trainer(script_args, training_args, model_args):
     with PartialState().main_process_first():  # rank 0 downloads and caches; the others then read the cache
         train = load_split(script_args, script_args.dataset_train_split)
         eval_ds = load_split(script_args, script_args.dataset_test_split) if evaluate else None
+    # every rank draws the same flips (fixed seed), so every rank trains on the same relabelled data
+    train, truth, rows = inject_noise(
+        train, script_args, annotator_column=training_args.annotator_column, name=script_args.dataset_name
+    )
+    if PartialState().is_main_process:
+        if truth is not None:
+            write_truth(training_args.output_dir, truth, rows)
+        else:  # a clean run in a folder a noisy one used: its truth would be read as this run's
+            from rpo.training.noisy import TRUTH_FILE, TRUTH_ROWS_FILE
+
+            for stale in (TRUTH_FILE, TRUTH_ROWS_FILE):
+                Path(training_args.output_dir, stale).unlink(missing_ok=True)
     return RobustTrainer(
         model=model,
         ref_model=ref,
@@ -123,6 +162,7 @@ def write_summary(trainer, etas) -> Path:
     summary = {
         "annotators": names,
         "eta": trainer.eta.tolist(),
+        "eta_true": _eta_true(trainer.args.output_dir, names),
         "eta_per_rank": etas.tolist(),
         "world_size": trainer.accelerator.num_processes,
         "gradient_accumulation_steps": trainer.args.gradient_accumulation_steps,
@@ -132,6 +172,18 @@ def write_summary(trainer, etas) -> Path:
     if trainer.accelerator.is_main_process:
         atomic_write_json(out, summary, sort_keys=False)
     return out
+
+
+def _eta_true(output_dir, names: list[str]) -> list[float] | None:
+    """Each annotator's measured agreement from ``noise_truth.json`` (None without injected noise)."""
+    from rpo.io import read_json
+    from rpo.training.noisy import TRUTH_FILE
+
+    path = Path(output_dir) / TRUTH_FILE
+    if not path.exists():
+        return None
+    eta_true = read_json(path)["eta_true"]
+    return [eta_true.get(n) for n in names]
 
 
 def main(argv=None) -> int:

@@ -2,7 +2,9 @@
 
 A recipe holds the keys of three dataclasses at one level:
 
-* ``trl.ScriptArguments``: the dataset (``dataset_name``, ``dataset_train_split``, ...);
+* :class:`rpo.training.noisy.RecipeArguments` (``trl.ScriptArguments`` plus the noise settings): the
+  dataset (``dataset_name``, ``dataset_train_split``, ...) and the noise injected into its training split
+  (``noise_layout``, ``noise_rate``, ``noise_kind``, ``noise_seed``, ``noise_annotators``, section 5.4);
 * :class:`rpo.training.RobustConfig` (a ``trl.DPOConfig``): the method and every optimisation setting;
 * ``trl.ModelConfig``: the model (``model_name_or_path``, ``dtype``, ``attn_implementation``, LoRA).
 
@@ -42,13 +44,15 @@ def list_recipes() -> list[Path]:
 
 
 def recipe_parser(config_cls=None):
-    """A ``TrlParser`` over ``(ScriptArguments, config_cls, ModelConfig)``; ``config_cls`` defaults to
+    """A ``TrlParser`` over ``(RecipeArguments, config_cls, ModelConfig)``; ``config_cls`` defaults to
     :class:`rpo.training.RobustConfig`."""
-    from trl import ModelConfig, ScriptArguments, TrlParser
+    from trl import ModelConfig, TrlParser
+
+    from rpo.training.noisy import RecipeArguments
 
     if config_cls is None:
         from rpo.training.config import RobustConfig as config_cls
-    return TrlParser((ScriptArguments, config_cls, ModelConfig))
+    return TrlParser((RecipeArguments, config_cls, ModelConfig))
 
 
 def normalise_argv(argv: Sequence[str]) -> list[str]:

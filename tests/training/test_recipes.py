@@ -52,9 +52,11 @@ def test_every_recipe_parses_into_real_classes(path):
     from trl import ModelConfig, ScriptArguments
 
     from rpo.training import RobustConfig
+    from rpo.training.noisy import RecipeArguments
 
     script, cfg, model = load_recipe(path, CPU)
-    assert type(script) is ScriptArguments and type(cfg) is RobustConfig and type(model) is ModelConfig
+    assert type(script) is RecipeArguments and isinstance(script, ScriptArguments)  # + the noise settings
+    assert type(cfg) is RobustConfig and type(model) is ModelConfig
     entry = METHODS[path.stem]  # every recipe is named after its entry of the method registry
     assert (cfg.pref_loss, cfg.robust, cfg.baseline) == (entry.loss, entry.robust, entry.baseline)
     assert cfg.method == entry
