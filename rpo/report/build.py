@@ -18,6 +18,7 @@ from rpo.pipeline.provenance import git_commit, package_versions
 from rpo.report.aggregate import build_table
 from rpo.report.collect import _plan, collect_runs, load_study, study_frame
 from rpo.report.figures import plot_figure
+from rpo.report.refusal import check as check_not_shrinking
 from rpo.report.render import to_csv, to_latex, to_markdown
 
 
@@ -38,9 +39,13 @@ def build(
     results_dir=None,
     figures: bool = True,
     studies=None,
+    force: bool = False,
 ) -> dict:
     """``rpo tables``: every study of the profile -> results/<study>.{md,csv,tex} (+ .png/.svg) and
-    results/manifest.json. The grid and seeds default to those of the last ``rpo run`` (plan.json)."""
+    results/manifest.json. The grid and seeds default to those of the last ``rpo run`` (plan.json).
+    Nothing is written when the tables would rest on fewer runs than the manifest already in
+    ``results_dir`` (:class:`~rpo.report.refusal.ResultsWouldShrink`, naming the missing runs), unless
+    ``force``."""
     name = profile.name if isinstance(profile, Profile) else profile
     run_dir = paths.run_dir(name, grid or "full", runs_root)
     plan = _plan(run_dir)
@@ -56,16 +61,13 @@ def build(
         "runs": {},
     }
     used = set()
+    computed = []  # everything is computed, and checked against what is there, before anything is written
     for study in studies or prof.studies:
         n = seeds or plan.get("seeds", {}).get(study.name) or study.seeds
         frame = study_frame(study, n, found)
         labels, rows = build_table(study, frame)
         files = {}
-        for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
-            files[ext] = atomic_write_text(results_dir / f"{study.name}.{ext}", render(study, labels, rows)).name
-        if figures and study.figure is not None:
-            for p in plot_figure(study, frame, results_dir / study.name):
-                files[p.suffix[1:]] = p.name
+        computed.append((study, frame, labels, rows, files))
         cells = []
         for r in rows:
             for lab in labels:
@@ -92,6 +94,14 @@ def build(
                 )
         manifest["tables"][study.name] = {"title": study.title, "seeds": n, "files": files, "cells": cells}
     manifest["runs"] = {rid: runs[rid] for rid in sorted(runs)}
+    if not force:
+        check_not_shrinking(manifest, results_dir, run_dir, plan)
+    for study, frame, labels, rows, files in computed:
+        for ext, render in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
+            files[ext] = atomic_write_text(results_dir / f"{study.name}.{ext}", render(study, labels, rows)).name
+        if figures and study.figure is not None:
+            for p in plot_figure(study, frame, results_dir / study.name):
+                files[p.suffix[1:]] = p.name
     atomic_write_json(results_dir / "manifest.json", manifest)
     return manifest
 
