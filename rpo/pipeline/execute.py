@@ -60,17 +60,25 @@ def set_worker_env(threads: int = 1) -> None:
 
 
 def kernel_config():
-    """traitlets config for the kernels papermill starts: IPC transport (Unix sockets in Jupyter's runtime
-    folder) instead of TCP on localhost, so ipykernel has nothing to warn about ("Kernel is running over
-    TCP without encryption", once per run in ``rpo run``'s output) and no port is opened. Falls back to
-    TCP where the socket paths would pass the ~100-character limit of a Unix socket path."""
+    """traitlets config for the kernel of one papermill execution: IPC transport (Unix sockets) instead of
+    TCP on localhost, so ipykernel has nothing to warn about ("Kernel is running over TCP without
+    encryption", once per run in ``rpo run``'s output) and no port is opened. The sockets get a fresh
+    name in Jupyter's runtime folder (jupyter_client's default, ``kernel-ipc-<n>`` in the working
+    directory, is shared by parallel kernels beside the same notebook, which then read each other's
+    messages); the kernel manager removes them at shutdown. A runtime folder too deep for the ~100-character
+    limit of a Unix socket path falls back to the temporary folder, and that to TCP."""
+    import tempfile
+    import uuid
+
     from jupyter_core.paths import jupyter_runtime_dir
     from traitlets.config import Config
 
-    # <runtime>/kernel-<uuid>-ipc-<n>: the uuid and suffixes take ~50 characters
-    if len(str(Path(jupyter_runtime_dir()).resolve())) > 55:
-        return Config()
-    return Config({"KernelManager": {"transport": "ipc"}})
+    name = f"rpo-kernel-{uuid.uuid4().hex}-ipc"  # sockets: <name>-1 ... <name>-5
+    for folder in (Path(jupyter_runtime_dir()).resolve(), Path(tempfile.gettempdir()).resolve()):
+        if len(str(folder / name)) <= 100:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / name)}})
+    return Config()
 
 
 def execute(run: Run, run_dir, notebooks_dir=None, kernel_name: str = "python3", timeout_s: int | None = None) -> dict:
