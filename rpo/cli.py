@@ -1,6 +1,8 @@
 """The ``rpo`` command: ``run`` (the papermill pipeline), ``tables``, ``reproduce``, ``eval``.
 
     rpo [--root DIR] run --profile toy [--seeds N] [--jobs J] [--only NOTEBOOK] [--grid reduced] [--slurm]
+        [--partition P] [--account A] [--qos Q] [--time 12:00:00] [--gpus-per-node G] [--cpus-per-task C]
+        [--mem-gb M] [--sbatch-flag KEY=VALUE ...]     # Slurm: override the profile's request per job
     rpo tables [--profile toy]
     rpo reproduce            # what `make reproduce` runs: rpo run --profile toy, then rpo tables
     rpo eval ...             # the evaluation harnesses (rpo.evaluate.cli)
@@ -29,6 +31,29 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=None, help="default: papermill_runs/")
 
 
+# rpo run --slurm flags -> fields of rpo.pipeline.profiles.SlurmParams (None: the profile's value)
+SLURM_FLAGS = ("partition", "account", "qos", "time", "gpus_per_node", "cpus_per_task", "mem_gb", "sbatch_flags")
+
+
+def _add_slurm_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Slurm (with --slurm; each flag overrides the profile's request for every job)")
+    g.add_argument("--partition", default=None)
+    g.add_argument("--account", default=None)
+    g.add_argument("--qos", default=None)
+    g.add_argument("--time", default=None, help="time limit per job: minutes or [D-]H:M:S, e.g. 90, 1-00:00:00")
+    g.add_argument("--gpus-per-node", type=int, default=None, help="0: request no GPU")
+    g.add_argument("--cpus-per-task", type=int, default=None)
+    g.add_argument("--mem-gb", type=float, default=None)
+    g.add_argument(
+        "--sbatch-flag",
+        dest="sbatch_flags",
+        action="append",
+        default=None,
+        metavar="KEY[=VALUE]",
+        help="extra sbatch option without its --, repeatable: --sbatch-flag constraint=a100 --sbatch-flag exclusive",
+    )
+
+
 def cmd_run(args) -> int:
     from rpo.pipeline.execute import summarize
     from rpo.pipeline.run import run_profile
@@ -41,6 +66,7 @@ def cmd_run(args) -> int:
         grid=args.grid,
         runs_root=args.runs_dir,
         slurm=getattr(args, "slurm", False),
+        slurm_params={k: getattr(args, k, None) for k in SLURM_FLAGS},
         force=args.force,
     )
     print(summarize(results))
@@ -104,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="execute the profile's notebooks with papermill (resumable)")
     _add_run_args(p)
     p.add_argument("--slurm", action="store_true", help="submit the runs to Slurm with submitit")
+    _add_slurm_args(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tables", help="rebuild results/ from whatever runs exist")

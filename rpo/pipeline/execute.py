@@ -200,12 +200,15 @@ def run_plan(
     execute_fn=execute,
     progress: bool = True,
     force: bool = False,
+    dispatch=None,
 ) -> list[dict]:
     """Execute the plan's pending runs stage by stage, ``jobs`` at a time; skip done runs (resume).
 
     ``execute_fn(run, run_dir, notebooks_dir, kernel_name, timeout_s) -> dict`` is :func:`execute`;
     tests substitute a fake. With ``jobs == 1`` runs execute in this process (the kernel is still a
-    child process), otherwise in a pool of spawned worker processes.
+    child process), otherwise in a pool of spawned worker processes. ``dispatch(batch)`` replaces both:
+    it takes one stage's :func:`_worker` argument tuples and yields their outcomes as they finish
+    (:mod:`rpo.pipeline.slurm`: one Slurm job each).
     """
     from tqdm.auto import tqdm
 
@@ -260,7 +263,10 @@ def run_plan(
                 if r.stage == stage
             ]
             executed |= bool(batch)
-            if jobs <= 1:
+            pool = None
+            if dispatch is not None:
+                outcomes = dispatch(batch)
+            elif jobs <= 1:
                 outcomes = map(_worker, batch)
                 pool = None
             else:
@@ -279,6 +285,8 @@ def run_plan(
                     bar.set_postfix(failed=failed, stage=stage)
                     bar.update(1)
             finally:
+                if hasattr(outcomes, "close"):  # a dispatcher stopped early cancels what it still runs
+                    outcomes.close()
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
     finally:

@@ -3,8 +3,10 @@ profile's accelerate + DeepSpeed command, on the recipe of the config's method (
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
+from pathlib import Path
 
 from rpo import paths
 from rpo.core.methods import from_config
@@ -39,9 +41,56 @@ def launch_command(train_command: str, paper_model: str, profile: str, cfg: dict
     ]
 
 
+def node_gpus(env=None) -> int | None:
+    """The GPUs this job may use: ``SLURM_GPUS_ON_NODE`` inside a Slurm job that was given GPUs, else the
+    entries of ``CUDA_VISIBLE_DEVICES``; ``None`` when neither says (the accelerate config's count stands)."""
+    env = os.environ if env is None else env
+    n = env.get("SLURM_GPUS_ON_NODE", "").strip()
+    if n.isdigit() and int(n) > 0:
+        return int(n)
+    visible = [d for d in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip() not in ("", "-1")]
+    return len(visible) or None
+
+
+def on_node_gpus(cmd: list[str], env=None, root=None) -> list[str]:
+    """``accelerate launch`` on the node's GPUs (:func:`node_gpus`) with the recipe's global batch kept:
+    ``--num_processes N`` and ``--gradient_accumulation_steps`` rescaled so that per-device batch x
+    accumulation x processes stays what the recipe and the accelerate config give (2 x 4 x 8 = 64, section
+    5.1). Unchanged when the count is unknown, equal to the config's, or already on the command line."""
+    n = node_gpus(env)
+    if n is None or cmd[:2] != ["accelerate", "launch"] or "--num_processes" in cmd or "--config_file" not in cmd:
+        return cmd
+    import yaml
+
+    root = paths.root() if root is None else Path(root)
+    acc = yaml.safe_load((root / cmd[cmd.index("--config_file") + 1]).read_text())
+    recipe_path = next(a for a in cmd[cmd.index("-m") + 2 :] if a.endswith((".yaml", ".yml")))
+    recipe = yaml.safe_load((root / recipe_path).read_text())
+    procs = int(acc.get("num_processes", 1))
+    if n == procs:
+        return cmd
+    per_device, accum = int(recipe["per_device_train_batch_size"]), int(recipe.get("gradient_accumulation_steps", 1))
+    global_batch = per_device * accum * procs
+    if global_batch % (per_device * n):
+        raise ValueError(
+            f"{n} GPUs on this node cannot keep {recipe_path}'s global batch {global_batch} "
+            f"({per_device} per device x {accum} accumulation x {procs} processes): request a divisor of it"
+        )
+    at = 2  # accelerate's own options go before the script
+    return [
+        *cmd[:at],
+        "--num_processes",
+        str(n),
+        *cmd[at:],
+        "--gradient_accumulation_steps",
+        str(global_batch // (per_device * n)),
+    ]
+
+
 def launch(train_command: str, paper_model: str, profile: str, cfg: dict, seed: int) -> dict:
-    """Run one training from the project root; returns the record the tables keep (its output folder)."""
-    cmd = launch_command(train_command, paper_model, profile, cfg, seed)
+    """Run one training from the project root, on the GPUs of the node it runs on (:func:`on_node_gpus`);
+    returns the record the tables keep (its output folder)."""
+    cmd = on_node_gpus(launch_command(train_command, paper_model, profile, cfg, seed))
     print(" ".join(cmd))
     subprocess.run(cmd, cwd=paths.root(), check=True)
     return {"output_dir": output_dir(profile, cfg, seed)}

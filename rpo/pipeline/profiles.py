@@ -102,6 +102,22 @@ class Step:
 
 
 @dataclass(frozen=True)
+class SlurmParams:
+    """What ``rpo run --slurm`` asks Slurm for, per job (one notebook execution); ``rpo run`` flags override.
+    ``gpus_per_node=0`` requests no GPU (no ``--gpus-per-node`` line); ``sbatch_flags`` are extra
+    ``#SBATCH --key=value`` lines (a ``None`` value: a bare ``--key``), e.g. ``(("constraint", "a100"),)``."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 60
+    gpus_per_node: int = 0
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    sbatch_flags: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     model: str  # rpo.models.load_model name: toy | small | paper
@@ -117,6 +133,7 @@ class Profile:
     # Paper profiles train through accelerate + DeepSpeed ZeRO-3 (recipes/, rpo/train.py). The training
     # notebook formats and runs this command per config instead of training in-process.
     train_command: str | None = None
+    slurm: SlurmParams = SlurmParams()  # the request of each job under `rpo run --slurm`
 
 
 def _studies(
@@ -249,6 +266,7 @@ def toy(grid: str = "full") -> Profile:
         configs_per_run=2,  # 2 configs x 3-5 seeds per kernel: the ~10 s start is amortised
         threads_per_job=1,
         jobs=2,
+        slurm=SlurmParams(time_min=30, cpus_per_task=1, gpus_per_node=0),  # CPU only: never ask for a GPU
     )
 
 
@@ -288,6 +306,7 @@ def small(grid: str = "full") -> Profile:
         configs_per_run=4,  # pay the TRL import and the model load once per 4 configurations
         threads_per_job=2,
         jobs=1,  # a 135M model prefers 2 threads on an idle machine (stack.md)
+        slurm=SlurmParams(time_min=12 * 60, cpus_per_task=2, gpus_per_node=0),
     )
 
 
@@ -330,6 +349,8 @@ def _paper(name: str, model: str, grid: str) -> Profile:
         threads_per_job=8,
         jobs=1,
         train_command="accelerate launch --config_file recipes/accelerate/zero3.yaml -m rpo.training.launch {recipe}",
+        # one node of 8 GPUs per job (section 5.1); rpo.pipeline.paper launches on the GPUs the job got
+        slurm=SlurmParams(time_min=24 * 60, cpus_per_task=32, gpus_per_node=8),
     )
 
 

@@ -8,13 +8,12 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_reduced_toy_study_regenerates_every_table(tmp_path):
-    from rpo.pipeline import run_dir_of, run_profile
+def test_reduced_toy_study_regenerates_every_table(tmp_path, reduced_toy_run):
+    from rpo.pipeline import run_dir_of
     from rpo.pipeline.profiles import get_profile
     from rpo.report import build
 
-    runs = tmp_path / "runs"
-    results = run_profile("toy", grid="reduced", runs_root=runs, jobs=2, progress=False)
+    runs, results = reduced_toy_run  # tests/pipeline/conftest.py: run once, shared with test_slurm.py
     failed = [r for r in results if r["status"] != "done"]
     assert not failed, failed
     notebooks = {
