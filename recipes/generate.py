@@ -65,16 +65,21 @@ def fmt(x: float) -> str:
 def recipe(model_key: str, method: str) -> str:
     m = MODELS[model_key]
     entry = REGISTRY[method]
-    if entry.baseline is not None:
+    if entry.baseline in ("cdpo", "rdpo"):
         return baseline_recipe(model_key, method)
     robust, base, name = entry.robust, entry.loss, entry.label
+    smoothed = entry.baseline == "ls"
     gamma = m["gamma_beta_ratio"] * BETA
     L = []
     add = L.append
     add(f"# {name} on {m['model']} ({m['dataset']}): the RPO paper's setting, section 5.1.")
-    add(
-        f"# {'Robust ' + TITLES[base] + ' (Algorithm 1, eqs. 4-7)' if robust else 'Plain ' + TITLES[base] + ' baseline (Table 1), through the same RobustTrainer'}."
-    )
+    if smoothed:
+        what = f"Label-smoothed {TITLES[base]} (the final paper's 'w/ LS' baseline), through the same RobustTrainer"
+    elif robust:
+        what = f"Robust {TITLES[base]} (Algorithm 1, eqs. 4-7)"
+    else:
+        what = f"Plain {TITLES[base]} baseline (Table 1), through the same RobustTrainer"
+    add(f"# {what}.")
     add("# Launch on 8 GPUs (8 x 40 GB in the paper), from the repository root:")
     add(
         f"#   accelerate launch --config_file recipes/accelerate/zero3.yaml -m rpo.training.launch recipes/{model_key}/{method}.yaml"
@@ -85,6 +90,16 @@ def recipe(model_key: str, method: str) -> str:
     L += head(m)
     add(f"pref_loss: {base}")
     add(f"robust: {'true' if robust else 'false'}")
+    if smoothed:
+        add("baseline: ls")
+        add(
+            "# Label smoothing: eq. 5 with w fixed at 1 - ls_eps instead of the E-step's posterior (rpo.core.objectives)."
+        )
+        add("# The final paper does not state its rate; ls_eps: null is 1 - eta0 = 0.1, RPO's objective at")
+        add("# initialisation, so the comparison with the R- recipe isolates what the E-step adds.")
+        add("ls_eps: null")
+        add("eta0: 0.9  # only sets the default rate 1 - eta0")
+        add("objective: gibbs  # the same M-step objective as the R- recipes")
     add(f"beta: {BETA}  # paper: beta = 0.01 'for DPO and its variants' (applied to all four losses)")
     if base == "simpo":
         add(

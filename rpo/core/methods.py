@@ -8,6 +8,9 @@ Names a reader cannot confuse:
 * ``cdpo`` and ``rdpo-chowdhury`` are the known-noise baselines (conservative DPO, Chowdhury et al.'s
   unbiased rDPO); labels ``cDPO`` and ``rDPO``. Their ``baseline`` field in
   :class:`rpo.training.RobustConfig` is ``"cdpo"`` / ``"rdpo"``.
+* ``dpo-ls`` ... ``cpo-ls`` are label smoothing of each base loss (the final paper's "w/ LS"), labels
+  ``DPO+LS`` ...; ``baseline="ls"``, rate ``ls_eps`` (default 1 - eta0: RPO's objective at initialisation,
+  so the comparison with R-X isolates what the E-step adds; see :mod:`rpo.core.objectives`).
 
 A study config (:mod:`rpo.pipeline.profiles`) names a method by two keys kept for its hash, ``method``
 (the base loss, or ``cdpo`` / ``rdpo``) and ``robust``: :func:`from_config` maps it here.
@@ -45,7 +48,8 @@ class Method:
 
 _LABELS = {"dpo": "DPO", "ipo": "IPO", "simpo": "SimPO", "cpo": "CPO"}
 BASE_LOSSES = tuple(LOSSES)  # dpo, ipo, simpo, cpo: Table 1's order
-BASELINES = {"cdpo": "cDPO", "rdpo": "rDPO"}  # RobustConfig.baseline -> label
+BASELINES = {"cdpo": "cDPO", "rdpo": "rDPO", "ls": "LS"}  # RobustConfig.baseline -> label
+KNOWN_NOISE = ("cdpo", "rdpo")  # the baselines told the noise rate (noise_eps)
 
 METHODS: dict[str, Method] = {}
 for _loss in BASE_LOSSES:
@@ -53,6 +57,8 @@ for _loss in BASE_LOSSES:
     METHODS[f"r-{_loss}"] = Method(f"r-{_loss}", _loss, True, None, f"R-{_LABELS[_loss]}", _loss)
 METHODS["cdpo"] = Method("cdpo", "dpo", False, "cdpo", "cDPO", "cdpo")
 METHODS["rdpo-chowdhury"] = Method("rdpo-chowdhury", "dpo", False, "rdpo", "rDPO", "rdpo")
+for _loss in BASE_LOSSES:
+    METHODS[f"{_loss}-ls"] = Method(f"{_loss}-ls", _loss, False, "ls", f"{_LABELS[_loss]}+LS", f"{_loss}-ls")
 
 
 def get(key: str) -> Method:
@@ -62,7 +68,8 @@ def get(key: str) -> Method:
 
 
 def from_config(cfg: dict) -> Method:
-    """The method of a study config (``method`` = base loss or ``cdpo`` / ``rdpo``, plus ``robust``)."""
+    """The method of a study config (``method`` = base loss, ``cdpo`` / ``rdpo`` or ``<loss>-ls``, plus
+    ``robust``)."""
     name, robust = cfg["method"], bool(cfg.get("robust"))
     for m in METHODS.values():
         if m.config_method == name and m.robust == robust:

@@ -1,5 +1,14 @@
 """The per-example training objective of every method, from the policy's log-probs: RPO (eqs. 4 + 5),
-the plain base loss, and the known-noise baselines. Pure torch; reduction happens once, at the caller.
+the plain base loss, the known-noise baselines and label smoothing. Pure torch; reduction happens once, at
+the caller.
+
+Label smoothing (``ls-gibbs`` / ``ls-weighted``, methods ``dpo-ls`` ... ``cpo-ls``) is eq. 5 with the E-step
+replaced by the constant ``w = 1 - eps``: under the Gibbs M-step ``-((1 - eps) log p(y_w > y_l) +
+eps log p(y_l > y_w))`` with eq. 2's probabilities, under the weighted one ``(1 - eps) L_wl + eps L_lw``
+(TRL's ``label_smoothing`` form). It follows the same ``objective`` switch as RPO, so X+LS and R-X differ by
+the E-step alone: at eps = 1 - eta0 and initialisation (p = 1/2, so w = eta0) the two objectives are equal.
+For DPO (and SimPO without margin) the two forms coincide; for IPO, CPO and SimPO with a margin they differ,
+and the Gibbs form is the one RPO's objective smooths.
 
 Each entry of :data:`OBJECTIVES` is ``fn(logps, ctx) -> (loss (B,), w (B,) or None)``, where ``logps`` are
 the positional arguments of :func:`rpo.core.losses.pair_losses` (summed log-probs, lengths, reference
@@ -27,6 +36,7 @@ class ObjectiveContext:
     prior: Tensor | None = None  # (B,) or (1,) logit(eta_k) of each row's annotator (Gibbs RPO)
     eta: Tensor | None = None  # (B,) eta_k of each row's annotator (weighted RPO)
     noise_eps: float | None = None  # known flip rate (cdpo / rdpo)
+    smoothing: float | None = None  # label-smoothing rate eps (ls)
 
 
 def _rpo_gibbs(logps, ctx: ObjectiveContext):
@@ -60,6 +70,15 @@ def _rdpo(logps, ctx: ObjectiveContext):
     return ((1.0 - eps) * loss_wl - eps * loss_lw) / (1.0 - 2.0 * eps), None
 
 
+def _label_smoothing(m_step: str):
+    def fn(logps, ctx: ObjectiveContext):
+        # eq. 5 with w fixed at 1 - eps instead of eq. 4's posterior (see the module docstring)
+        loss_wl, loss_lw = pair_losses(ctx.pref_loss, *logps, **ctx.loss_options)
+        return rpo_loss(loss_wl, loss_lw, torch.full_like(loss_wl, 1.0 - ctx.smoothing), m_step), None
+
+    return fn
+
+
 #: objective key -> fn(logps, ctx) -> (per-example loss (B,), w (B,) or None)
 OBJECTIVES: dict[str, Callable[..., tuple[Tensor, Tensor | None]]] = {
     "rpo-gibbs": _rpo_gibbs,
@@ -67,10 +86,12 @@ OBJECTIVES: dict[str, Callable[..., tuple[Tensor, Tensor | None]]] = {
     "plain": _plain,
     "cdpo": _cdpo,
     "rdpo": _rdpo,
+    "ls-gibbs": _label_smoothing("gibbs"),
+    "ls-weighted": _label_smoothing("weighted"),
 }
 
 
 def objective_key(method_objective: str, m_step: str = "gibbs") -> str:
-    """The :data:`OBJECTIVES` key of a method (``"rpo"``, ``"plain"``, ``"cdpo"``, ``"rdpo"``) under an
-    M-step objective (``"gibbs"`` or ``"weighted"``, RPO only)."""
-    return f"rpo-{m_step}" if method_objective == "rpo" else method_objective
+    """The :data:`OBJECTIVES` key of a method (``"rpo"``, ``"plain"``, ``"cdpo"``, ``"rdpo"``, ``"ls"``) under an
+    M-step objective (``"gibbs"`` or ``"weighted"``; RPO and label smoothing only)."""
+    return f"{method_objective}-{m_step}" if method_objective in ("rpo", "ls") else method_objective

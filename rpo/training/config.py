@@ -10,7 +10,7 @@ from trl import DPOConfig
 from rpo.core.checks import check_alpha, check_eta0
 from rpo.core.em import OBJECTIVES as M_STEP_OBJECTIVES
 from rpo.core.losses import LOSSES, NEEDS_REFERENCE
-from rpo.core.methods import BASELINES, Method, from_trainer_args
+from rpo.core.methods import BASELINES, KNOWN_NOISE, Method, from_trainer_args
 
 ETA_UPDATES = ("batch", "epoch", "count")
 REFIT_ETA = ("none", "end", "epoch")
@@ -46,7 +46,9 @@ class RobustConfig(DPOConfig):
     * ``gamma``: SimPO's absolute margin (TRL's ``simpo_gamma``). ``cpo_alpha``: weight of CPO's NLL.
     * ``baseline``: None, "cdpo" (fixed weights w = 1 - noise_eps in the weighted objective) or "rdpo"
       (Chowdhury et al.'s unbiased loss, TRL's ``robust``); both need a known ``noise_eps`` in
-      (0, 0.5) and apply to any ``pref_loss`` (with dpo they are the originals). Not with ``robust``.
+      (0, 0.5) and apply to any ``pref_loss`` (with dpo they are the originals); or "ls", label smoothing
+      of ``pref_loss`` at rate ``ls_eps`` (None: 1 - eta0), eq. 5 with w fixed at 1 - eps under the same
+      ``objective`` as RPO (:mod:`rpo.core.objectives`). Not with ``robust``.
     * ``lm_head``: "fused" computes the policy's log-probs as DPOTrainer does, through TRL's fused LM head;
       "logits" through the full logits, as CPOTrainer does; "auto" (default) picks fused exactly where TRL
       runs that head as its Triton kernel (CUDA, XPU). Same values (tested to 1e-5). On CPU TRL's fallback
@@ -75,7 +77,12 @@ class RobustConfig(DPOConfig):
     num_annotators: int | None = field(default=None, metadata={"help": "K for integer ids (default: max id + 1)."})
     gamma: float = field(default=0.0, metadata={"help": "SimPO's absolute margin gamma."})
     cpo_alpha: float = field(default=1.0, metadata={"help": "Weight of CPO's NLL term."})
-    baseline: str | None = field(default=None, metadata={"help": "None, 'cdpo' or 'rdpo' (known noise rate)."})
+    baseline: str | None = field(
+        default=None, metadata={"help": "None, 'cdpo' / 'rdpo' (known noise rate) or 'ls' (label smoothing)."}
+    )
+    ls_eps: float | None = field(
+        default=None, metadata={"help": "Label-smoothing rate of baseline 'ls', in (0, 0.5); None: 1 - eta0."}
+    )
     noise_eps: float = field(default=0.1, metadata={"help": "Known label-noise rate of cdpo / rdpo, in (0, 0.5)."})
     lm_head: str = field(
         default="auto",
@@ -108,8 +115,10 @@ class RobustConfig(DPOConfig):
         if self.baseline is not None:
             if self.robust:
                 raise ValueError(f"RobustConfig.baseline={self.baseline!r} needs robust=False")
-            if not 0.0 < self.noise_eps < 0.5:
+            if self.baseline in KNOWN_NOISE and not 0.0 < self.noise_eps < 0.5:
                 raise ValueError(f"RobustConfig.noise_eps must be in (0, 0.5), got {self.noise_eps}")
+        if self.ls_eps is not None and not 0.0 < self.ls_eps < 0.5:
+            raise ValueError(f"RobustConfig.ls_eps must be in (0, 0.5), got {self.ls_eps}")
         if self.eta_prior_strength is not None and not self.eta_prior_strength > 0:
             raise ValueError(f"RobustConfig.eta_prior_strength must be > 0, got {self.eta_prior_strength}")
         if self.refit_max_iter < 1 or not self.refit_tol > 0:
@@ -137,6 +146,12 @@ class RobustConfig(DPOConfig):
                 )
         if self.pref_loss not in NEEDS_REFERENCE and self.sync_ref_model:
             raise ValueError(f"pref_loss={self.pref_loss!r} is reference-free: sync_ref_model must be False")
+
+    @property
+    def smoothing(self) -> float:
+        """The label-smoothing rate of baseline "ls": ``ls_eps``, or ``1 - eta0`` (RPO's objective at
+        initialisation, where every w = eta0)."""
+        return self.ls_eps if self.ls_eps is not None else 1.0 - self.eta0
 
     @property
     def method(self) -> Method:

@@ -205,6 +205,7 @@ class RobustTrainer(DPOTrainer):
             self.args.pref_loss,
             self._loss_options(),
             noise_eps=self.args.noise_eps,
+            smoothing=self.args.smoothing,
             prior=self.reliability.prior(ids) if robust and self.args.objective == "gibbs" else None,
             eta=self.reliability.eta_of(ids) if robust and self.args.objective == "weighted" else None,
         )
