@@ -78,9 +78,21 @@ def cmd_run(args) -> int:
 
 def cmd_tables(args) -> int:
     from rpo.report.build import build, update_readme
+    from rpo.report.refusal import ResultsWouldShrink
 
     results_dir = args.results_dir or paths.results()
-    manifest = build(args.profile, grid=args.grid, seeds=args.seeds, runs_root=args.runs_dir, results_dir=results_dir)
+    try:
+        manifest = build(
+            args.profile,
+            grid=args.grid,
+            seeds=args.seeds,
+            runs_root=args.runs_dir,
+            results_dir=results_dir,
+            force=getattr(args, "force", False),
+        )
+    except ResultsWouldShrink as e:  # e.g. a fresh clone without runs: results/ and README stay as committed
+        print(f"rpo tables: {e}", file=sys.stderr)
+        return 1
     if args.results_dir is None and (args.grid or "full") == "full" and args.profile == "toy":
         if update_readme(paths.readme(), manifest, results_dir):  # the README shows the committed study
             print("updated the results block of README.md")
@@ -95,12 +107,12 @@ def cmd_tables(args) -> int:
 
 def cmd_reproduce(args) -> int:
     rc = cmd_run(args)
-    cmd_tables(
+    rc_tables = cmd_tables(
         argparse.Namespace(
             profile=args.profile, grid=args.grid, seeds=args.seeds, runs_dir=args.runs_dir, results_dir=None
         )
     )
-    return rc
+    return rc or rc_tables
 
 
 def cmd_eval(args) -> int:
@@ -139,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="default: that of the last `rpo run`")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--results-dir", default=None)
+    p.add_argument(
+        "--force", action="store_true", help="overwrite results that rest on more runs than these tables (see refusal)"
+    )
     p.set_defaults(func=cmd_tables)
 
     p = sub.add_parser("reproduce", help="the main job: rpo run --profile toy, then rpo tables")

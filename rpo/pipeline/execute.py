@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rpo import paths
 from rpo.io import atomic_write_json
+from rpo.pipeline import guard
 from rpo.pipeline.plan import Plan, Run, run_files, status
 from rpo.pipeline.provenance import git_commit, package_versions, write_metrics
 
@@ -190,7 +191,23 @@ def _worker(args):
     return fn(run, run_dir, notebooks_dir, kernel_name, timeout_s)
 
 
-def run_plan(
+def run_plan(plan: Plan, run_dir, **kwargs) -> list[dict]:
+    """:func:`_run_plan` (below: the arguments) holding the runs folder's lock (a second ``rpo run`` on it
+    fails with :class:`rpo.pipeline.guard.RunLocked`, naming the holder), after discarding what an
+    interrupted run left there; SIGTERM / SIGHUP stop it like Ctrl-C, and its workers and their kernels
+    exit with it (:mod:`rpo.pipeline.guard`)."""
+    run_dir = Path(run_dir)
+    with guard.run_lock(run_dir), guard.signals_raise():
+        gone = guard.discard_leftovers(run_dir)
+        if gone:
+            names = ", ".join(p.name for p in gone[:5]) + (" ..." if len(gone) > 5 else "")
+            print(
+                f"rpo run: discarded {len(gone)} file(s) an interrupted run left in {run_dir}: {names}", file=sys.stderr
+            )
+        return _run_plan(plan, run_dir, **kwargs)
+
+
+def _run_plan(
     plan: Plan,
     run_dir,
     *,
@@ -273,7 +290,12 @@ def run_plan(
                 import multiprocessing as mp
                 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-                pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+                pool = ProcessPoolExecutor(
+                    max_workers=jobs,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=guard.worker_init,  # no orphans: a worker exits when this process is gone
+                    initargs=(os.getpid(),),
+                )
                 futures = {pool.submit(_worker, b): b[0] for b in batch}
                 outcomes = (_result(f, futures[f], run_dir) for f in as_completed(futures))
             try:
@@ -284,6 +306,11 @@ def run_plan(
                         bar.write(f"FAILED {out['id']}: {out['error']} (see {run_dir / out['id']}.failed.json)")
                     bar.set_postfix(failed=failed, stage=stage)
                     bar.update(1)
+            except BaseException:  # stopped (Ctrl-C, SIGTERM) or broken: the workers and their kernels exit now
+                if pool is not None:
+                    guard.stop_pool(pool)
+                    pool = None
+                raise
             finally:
                 if hasattr(outcomes, "close"):  # a dispatcher stopped early cancels what it still runs
                     outcomes.close()
