@@ -121,8 +121,10 @@ def generation_quality(
     n: int = 1,
     max_new_tokens: int = 10,
     seed: int = 0,
+    judge=score,
 ) -> dict:
-    """``{"mean_reward", "win_rate", "exact"}`` of policy samples on ``prompts``.
+    """``{"mean_reward", "win_rate", "exact"}`` of policy samples on ``prompts``, judged by ``judge``
+    (``exact``: reward 1.0, the exact answer; in a dial world, the exact answer with the marker).
 
     The win rate is against ``reference_responses`` (one per prompt per sample, flattened as
     ``[prompt][sample]``), or against fresh samples of ``reference`` with a different seed. ``n`` samples per
@@ -132,13 +134,13 @@ def generation_quality(
     )
     flat_p = [p for p in prompts for _ in range(n)]
     flat_s = [s for ss in samples for s in ss]
-    rewards = [score(p, s) for p, s in zip(flat_p, flat_s)]
+    rewards = [judge(p, s) for p, s in zip(flat_p, flat_s)]
     if reference_responses is None and reference is not None:
         ref = sample_responses(
             reference, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed + 7919
         )
         reference_responses = [s for ss in ref for s in ss]
-    wr = win_rate(flat_p, flat_s, reference_responses) if reference_responses is not None else None
+    wr = win_rate(flat_p, flat_s, reference_responses, judge=judge) if reference_responses is not None else None
     return {
         "mean_reward": float(np.mean(rewards)),
         "win_rate": wr,

@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from rpo.toy.tasks import answer, corrupt
+from rpo.toy.tasks import MARKER, answer, corrupt
 
 
 def encode_left_padded(tokenizer, prompts: list[str]) -> dict:
@@ -78,11 +78,14 @@ def sft_train(
     p_correct: float = 0.5,
     seed: int = 0,
     progress: bool = False,
+    style_rate: float = 0.0,
 ) -> list[float]:
     """Plain SFT on ``prompt + target + eos`` with the loss on the completion only.
 
     The target is the exact answer with probability ``p_correct`` and a :func:`corrupt`-ed one otherwise
     (drawn afresh each time), so the model learns a *distribution* of good and flawed answers.
+    ``style_rate > 0`` (the witness-dial world family) appends :data:`rpo.toy.tasks.MARKER` to a target
+    with that probability, independently of its correctness (0: no draw, today's stream of targets).
     Returns the loss per step.
     """
     from tqdm.auto import tqdm
@@ -101,6 +104,8 @@ def sft_train(
             target = answer(prompts[i])
             if rng.random() >= p_correct:
                 target = corrupt(target, rng)
+            if style_rate > 0 and rng.random() < style_rate:
+                target += MARKER
             p_ids = tokenizer(prompts[i], add_special_tokens=False)["input_ids"]
             c_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [eos]
             seqs.append(p_ids + c_ids)

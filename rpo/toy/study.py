@@ -63,7 +63,25 @@ def annotate_pool(world, config: dict, seed: int, settings: TrainSettings):
     if config["layout"] == "two":
         n //= 2  # each of the two annotators labels its own copy (section 5.4)
     pool = random.Random(seed).sample(world.train, min(n, len(world.train)))
-    return apply_layout(pool, config["layout"], config["noise"], seed=seed)
+    data = apply_layout(pool, config["layout"], config["noise"], seed=seed, kind=config.get("noise_kind", "symmetric"))
+    return with_labels(data, config.get("labels", "noisy"))
+
+
+#: the optional config key ``labels`` (issue 12's ceilings): which labels the trainer sees
+LABELS = ("noisy", "true", "filtered")
+
+
+def with_labels(data, labels: str = "noisy"):
+    """The annotated pool as the trainer sees it: ``noisy`` (as annotated), ``true`` (every pair in its
+    true orientation, the same pairs: the ceiling "DPO on the true labels") or ``filtered`` (the flipped
+    pairs removed: an oracle filter; fewer pairs, so the same steps see some pairs twice)."""
+    if labels == "noisy":
+        return data
+    if labels == "true":
+        return data.map(lambda r: {"chosen": r["true_chosen"], "rejected": r["true_rejected"], "is_flipped": False})
+    if labels == "filtered":
+        return data.filter(lambda r: not r["is_flipped"])
+    raise ValueError(f"unknown labels {labels!r}; expected one of {LABELS}")
 
 
 def robust_config(config: dict, seed: int, settings: TrainSettings, output_dir: str):
@@ -102,8 +120,8 @@ def win_rates(world, policy, tok, settings: TrainSettings, seed: int) -> dict:
     from rpo.evaluate.alpacaeval import length_controlled
     from rpo.evaluate.judges import ScoreJudge
     from rpo.toy.policy import sample_responses
-    from rpo.toy.tasks import score
 
+    score = world.config.oracle()  # the world's judge (the dial world's mixes in its marker)
     prompts = world.heldout[: settings.n_heldout]
     ours = [s for ss in sample_responses(policy, tok, prompts, n=settings.samples, seed=seed + 1) for s in ss]
     theirs = reference_samples(world, prompts, settings.samples, settings.model)

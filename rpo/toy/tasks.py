@@ -85,3 +85,21 @@ def corrupt(text: str, rng: random.Random) -> str:
         else:
             chars.insert(i, rng.choice(alphabet))
     return "".join(chars)
+
+
+# ----------------------------------------------------------------------------- the witness dial (issue 12)
+
+#: the style marker of the world family with a witness dial: an optional trailing character of a response
+MARKER = "!"
+
+
+def styled_score(prompt, response, weight: float) -> float:
+    """The dial world's oracle: ``(1 - weight) * score(prompt, response without its marker) + weight *
+    [response ends with MARKER]``. ``weight`` mixes an easy, generalising property of the response (one
+    token at its end, the same on every prompt) into the hard task's correctness (:func:`score`)."""
+    if isinstance(response, list):
+        response = response[-1]["content"] if response else ""
+    response = response.strip()
+    styled = response.endswith(MARKER)
+    core = response[: -len(MARKER)] if styled else response
+    return (1.0 - weight) * score(prompt, core) + weight * float(styled)

@@ -18,6 +18,18 @@ judge), but every label's truth is known, so noise can be injected and measured.
 * **Splits**: ``train`` pairs, clean ``test`` pairs (on disjoint prompts), and ``heldout`` prompts for
   generation, all prompt-disjoint.
 
+* **The witness dial** (issue 12; :data:`DIAL_FAMILY`): ``style_rate > 0`` makes the reference emit a
+  style marker (``!`` at the end of an answer) on that share of its SFT targets, independent of correctness;
+  ``style_weight`` (the dial) mixes "has the marker" into the oracle,
+  ``(1 - w) * correctness + w * marker`` (:func:`rpo.toy.tasks.styled_score`), which then labels the pairs
+  and judges every win rate. Why this dial: the witness RPO needs is the *policy's own* preference (eq. 2);
+  the hard tasks' correctness is learned slowly by the tiny model (70-80% of clean test pairs), but one
+  token that means the same on every prompt is learned in a few steps and generalises to unseen pairs, so
+  ``w`` sets how much of each label's truth the policy can know out of sample, from today's regime
+  (``w = 0``) up to a witness that knows nearly every label (``w = 1``: the marker alone decides). It is
+  measured, not assumed: ``benchmarks/witness.py`` reports plain DPO's cross-fitted AUROC per level.
+  The defaults (``style_rate = style_weight = 0``) are today's world, with today's cache key.
+
 A built world is cached under ``cache_dir/world-<hash of its config>/`` (JSONL splits, the reference
 model, ``meta.json``), so the pipeline builds it once; the same config gives byte-identical files (same
 torch build and CPU type: floating-point kernels may differ elsewhere).
@@ -30,7 +42,7 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -39,7 +51,7 @@ from rpo.io import read_jsonl
 
 # the world's parts, importable from here as before
 from rpo.toy.policy import encode_left_padded, sample_responses, sft_train  # noqa: F401
-from rpo.toy.tasks import LETTERS, TASKS, answer, corrupt, make_prompt, score  # noqa: F401
+from rpo.toy.tasks import LETTERS, TASKS, answer, corrupt, make_prompt, score, styled_score  # noqa: F401
 
 WORLD_VERSION = 2  # bump when the world's construction changes, so old caches are not reused
 
@@ -66,10 +78,37 @@ class WorldConfig:
     sft_lr: float = 3e-3
     sft_p_correct: float = 0.5
     model_kwargs: dict = field(default_factory=lambda: {"hidden_size": 64, "num_layers": 2, "num_heads": 4})
+    style_rate: float = 0.0  # share of SFT targets given the style marker (0: today's world)
+    style_weight: float = 0.0  # the witness dial: the marker's weight in the oracle (0: correctness only)
 
     def key(self) -> str:
-        blob = json.dumps({"version": WORLD_VERSION, **asdict(self)}, sort_keys=True, default=list)
+        fields = asdict(self)
+        for name in _LATER_FIELDS:  # fields added later enter the key only when set: old keys stay valid
+            if fields[name] == _LATER_FIELDS[name]:
+                del fields[name]
+        blob = json.dumps({"version": WORLD_VERSION, **fields}, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def oracle(self):
+        """The world's judge ``(prompt, response) -> reward``: :func:`score` unless the dial is in use."""
+        if self.style_rate == 0 and self.style_weight == 0:
+            return score
+        from functools import partial
+
+        return partial(styled_score, weight=self.style_weight)
+
+
+_LATER_FIELDS = {"style_rate": 0.0, "style_weight": 0.0}
+
+#: the witness-dial family of issue 12: half the reference's answers carry the marker; the dial is
+#: ``style_weight``. ``dial_world(w)`` is its member at level ``w``.
+DIAL_FAMILY = {"style_rate": 0.5}
+DIAL_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def dial_world(weight: float, **overrides) -> WorldConfig:
+    """The witness-dial family's world at dial level ``weight`` (see the module doc)."""
+    return WorldConfig(**{**DIAL_FAMILY, "style_weight": float(weight), **overrides})
 
 
 @dataclass
@@ -122,14 +161,16 @@ def _distinct_prompts(cfg: WorldConfig) -> tuple[list, list, list]:
     return prompts[:a], prompts[a:b], prompts[b:]
 
 
-def make_pairs(prompts: list[str], samples: list[list[str]], *, rule: str = "random", seed: int = 0) -> list[dict]:
-    """Preference pairs from sampled responses; chosen = higher oracle reward, ties dropped."""
+def make_pairs(
+    prompts: list[str], samples: list[list[str]], *, rule: str = "random", seed: int = 0, oracle=score
+) -> list[dict]:
+    """Preference pairs from sampled responses; chosen = higher ``oracle`` reward, ties dropped."""
     if rule not in ("random", "best_worst"):
         raise ValueError(f"pair_rule must be 'random' or 'best_worst', got {rule!r}")
     rng = random.Random(seed)
     pairs = []
     for prompt, resp in zip(prompts, samples):
-        scored = [(score(prompt, r), r) for r in resp if r]
+        scored = [(oracle(prompt, r), r) for r in resp if r]
         if rule == "best_worst":
             scored.sort(key=lambda t: t[0])
             options = [(scored[-1], scored[0])] if scored and scored[-1][0] > scored[0][0] else []
@@ -171,6 +212,8 @@ def build_world(
     path = root / f"world-{cfg.key()}"
     if (path / "meta.json").exists():
         return load_world(path)
+    if cfg.style_weight != 0:  # the dial's levels share one reference and its samples: only the labels differ
+        return _relabel(build_world(replace(cfg, style_weight=0.0), cache_dir=root, progress=progress), cfg, path)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -189,19 +232,16 @@ def build_world(
             p_correct=cfg.sft_p_correct,
             seed=cfg.seed,
             progress=progress,
+            style_rate=cfg.style_rate,
         )
         kw = dict(
             n=cfg.samples_per_prompt, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, progress=progress
         )
-        train = make_pairs(
-            train_p,
-            sample_responses(model, tok, train_p, seed=cfg.seed + 1, **kw),
-            rule=cfg.pair_rule,
-            seed=cfg.seed + 1,
-        )
-        test = make_pairs(
-            test_p, sample_responses(model, tok, test_p, seed=cfg.seed + 2, **kw), rule=cfg.pair_rule, seed=cfg.seed + 2
-        )
+        samples = {
+            "train": (train_p, sample_responses(model, tok, train_p, seed=cfg.seed + 1, **kw)),
+            "test": (test_p, sample_responses(model, tok, test_p, seed=cfg.seed + 2, **kw)),
+        }
+        train, test = _pairs_of(cfg, samples)
     finally:
         torch.set_num_threads(threads)
 
@@ -212,6 +252,8 @@ def build_world(
     atomic_write_jsonl(tmp / "train.jsonl", train, sort_keys=True, ensure_ascii=True)
     atomic_write_jsonl(tmp / "test.jsonl", test, sort_keys=True, ensure_ascii=True)
     atomic_write_jsonl(tmp / "heldout.jsonl", ({"prompt": p} for p in held_p), sort_keys=True, ensure_ascii=True)
+    if cfg.style_rate > 0:  # the dial's other levels relabel these samples (see _relabel)
+        atomic_write_json(tmp / "samples.json", samples)
     meta = {
         "config": asdict(cfg),
         "key": cfg.key(),
@@ -224,6 +266,36 @@ def build_world(
     atomic_write_json(tmp / "meta.json", meta)
     try:
         tmp.rename(path)  # atomic publish; a concurrent builder may have won the race
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_world(path)
+
+
+def _pairs_of(cfg: WorldConfig, samples: dict) -> tuple[list, list]:
+    """Train and test pairs of ``samples`` (``split -> (prompts, responses)``), labelled by ``cfg``'s oracle."""
+    return tuple(
+        make_pairs(*samples[split], rule=cfg.pair_rule, seed=cfg.seed + offset, oracle=cfg.oracle())
+        for split, offset in (("train", 1), ("test", 2))
+    )
+
+
+def _relabel(base: World, cfg: WorldConfig, path: Path) -> World:
+    """The dial level ``cfg`` of ``base`` (same config at dial 0): the same reference policy and samples,
+    pairs formed and labelled by ``cfg``'s oracle."""
+    from rpo.io import atomic_write_json, atomic_write_jsonl
+
+    samples = json.loads((base.path / "samples.json").read_text())
+    train, test = _pairs_of(cfg, samples)
+    tmp = path.parent / f".{path.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(base.path, tmp)
+    atomic_write_jsonl(tmp / "train.jsonl", train, sort_keys=True, ensure_ascii=True)
+    atomic_write_jsonl(tmp / "test.jsonl", test, sort_keys=True, ensure_ascii=True)
+    meta = json.loads((base.path / "meta.json").read_text())
+    meta.update(config=asdict(cfg), key=cfg.key(), n_train=len(train), n_test=len(test), relabelled_from=base.path.name)
+    atomic_write_json(tmp / "meta.json", meta)
+    try:
+        tmp.rename(path)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
     return load_world(path)
