@@ -67,19 +67,26 @@ def kernel_config():
     name in Jupyter's runtime folder (jupyter_client's default, ``kernel-ipc-<n>`` in the working
     directory, is shared by parallel kernels beside the same notebook, which then read each other's
     messages); the kernel manager removes them at shutdown. A runtime folder too deep for the ~100-character
-    limit of a Unix socket path falls back to the temporary folder, and that to TCP."""
+    limit of a Unix socket path falls back to the temporary folder, and that to TCP (whose warning the log
+    level below then keeps out of the output)."""
     import tempfile
     import uuid
 
     from jupyter_core.paths import jupyter_runtime_dir
     from traitlets.config import Config
 
+    # The kernel's own log goes to the terminal, not the notebook: keep only its critical messages. Its
+    # errors are noise there (jupyter_client interrupts every kernel it shuts down, and one still busy
+    # with a message logs "KeyboardInterrupt caught in kernel", often on a loaded machine); a notebook's
+    # errors are in the notebook and in <run-id>.failed.json.
+    config = Config({"NotebookClient": {"extra_arguments": ["--IPKernelApp.log_level=CRITICAL"]}})
     name = f"rpo-kernel-{uuid.uuid4().hex}-ipc"  # sockets: <name>-1 ... <name>-5
     for folder in (Path(jupyter_runtime_dir()).resolve(), Path(tempfile.gettempdir()).resolve()):
         if len(str(folder / name)) <= 100:
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return Config({"KernelManager": {"transport": "ipc", "ip": str(folder / name)}})
-    return Config()
+            config.KernelManager = Config({"transport": "ipc", "ip": str(folder / name)})
+            break
+    return config
 
 
 def execute(run: Run, run_dir, notebooks_dir=None, kernel_name: str = "python3", timeout_s: int | None = None) -> dict:

@@ -20,12 +20,20 @@ fail = False
 # %%
 print("cell output goes into the notebook, not the terminal", x)
 assert not fail, "asked to fail"
+
+# %%
+# what the kernel application logs goes to the terminal (e.g. "KeyboardInterrupt caught in kernel." when
+# the kernel manager interrupts a busy kernel at shutdown): only critical messages may pass
+from ipykernel.kernelapp import IPKernelApp
+
+IPKernelApp.instance().log.error("kernel application error message")  # its handler writes to the terminal
 """
 
 
 def test_kernels_use_ipc_transport_with_their_own_sockets():
     a, b = kernel_config().KernelManager, kernel_config().KernelManager
     assert a.transport == b.transport == "ipc" and a.ip != b.ip and Path(a.ip).is_absolute()
+    assert kernel_config().NotebookClient.extra_arguments == ["--IPKernelApp.log_level=CRITICAL"]
 
 
 def test_run_prints_one_bar_with_eta_and_only_failures(tmp_path, capfd, monkeypatch):
@@ -51,6 +59,7 @@ def test_run_prints_one_bar_with_eta_and_only_failures(tmp_path, capfd, monkeypa
     ], out
     # stderr: only the bar, redrawn in place, with elapsed<remaining once a run finished
     assert "without encryption" not in err and "IPKernelApp" not in err, err
+    assert "kernel application error message" not in err + out
     assert "cell output" not in err + out  # papermill's log_output stays off
     frames = [f for f in re.split(r"[\r\n]+", err) if f.strip()]
     assert frames and all(f.startswith("rpo run quiet") for f in frames), frames
