@@ -19,26 +19,35 @@ def output_dir(profile: str, cfg: dict, seed: int) -> str:
 
 def launch_command(train_command: str, paper_model: str, profile: str, cfg: dict, seed: int) -> list[str]:
     """The command line of one training: ``train_command`` with its ``{recipe}`` slot filled with
-    ``recipes/<paper_model>/<method>.yaml``, and the config's RPO settings as overrides."""
-    if cfg["noise"] > 0 or cfg["layout"] != "single":
-        # the Hub datasets must be relabelled (rpo.data.apply_layout) before a recipe can train on them;
-        # refusing keeps such a cell "failed" in the tables instead of silently unflipped
-        raise NotImplementedError("noise injection into the paper datasets is not wired into rpo.training.launch yet")
-    recipe = f"recipes/{paper_model}/{from_config(cfg).recipe}"
-    return shlex.split(train_command.format(recipe=recipe)) + [
-        "--seed",
-        str(seed),
-        "--eta0",
-        str(cfg["eta0"]),
-        "--ema_alpha",
-        str(cfg["alpha"]),
-        "--eta_update",
-        cfg["eta_update"],
-        "--objective",
-        cfg["objective"],
-        "--output_dir",
-        output_dir(profile, cfg, seed),
-    ]
+    ``recipes/<paper_model>/<method>.yaml``, and the config's RPO and noise settings as overrides.
+
+    Noise (section 5.4): the config's ``layout`` and ``noise`` relabel the recipe's training split
+    (:mod:`rpo.training.noisy`; ``single`` at noise 0 is the dataset's own labels), drawn with the run's
+    seed; the truth lands in the run's ``noise_truth.json``. The known-noise baselines (cDPO, rDPO) are told
+    the injected rate, as in the toy study; at noise 0 they keep their recipe's assumed rate."""
+    method = from_config(cfg)
+    recipe = f"recipes/{paper_model}/{method.recipe}"
+    noise = ["--noise_layout", cfg["layout"], "--noise_rate", str(cfg["noise"]), "--noise_seed", str(seed)]
+    if method.baseline in ("cdpo", "rdpo") and cfg["noise"] > 0:
+        noise += ["--noise_eps", str(min(cfg["noise"], 0.499))]
+    return (
+        shlex.split(train_command.format(recipe=recipe))
+        + noise
+        + [
+            "--seed",
+            str(seed),
+            "--eta0",
+            str(cfg["eta0"]),
+            "--ema_alpha",
+            str(cfg["alpha"]),
+            "--eta_update",
+            cfg["eta_update"],
+            "--objective",
+            cfg["objective"],
+            "--output_dir",
+            output_dir(profile, cfg, seed),
+        ]
+    )
 
 
 def node_gpus(env=None) -> int | None:
@@ -89,8 +98,32 @@ def on_node_gpus(cmd: list[str], env=None, root=None) -> list[str]:
 
 def launch(train_command: str, paper_model: str, profile: str, cfg: dict, seed: int) -> dict:
     """Run one training from the project root, on the GPUs of the node it runs on (:func:`on_node_gpus`);
-    returns the record the tables keep (its output folder)."""
+    returns the record the tables keep: its output folder and, from its summary, each annotator's estimated
+    (R- methods) and true reliability (:func:`reliability_metrics`)."""
     cmd = on_node_gpus(launch_command(train_command, paper_model, profile, cfg, seed))
     print(" ".join(cmd))
     subprocess.run(cmd, cwd=paths.root(), check=True)
-    return {"output_dir": output_dir(profile, cfg, seed)}
+    return {
+        "output_dir": output_dir(profile, cfg, seed),
+        **reliability_metrics(paths.root() / output_dir(profile, cfg, seed), robust=from_config(cfg).robust),
+    }
+
+
+def reliability_metrics(folder, robust: bool = True) -> dict:
+    """``eta_hat_k`` / ``eta_true_k`` (k = 1, 2, ... in the run's annotator order) from a finished run's
+    ``train_summary.json`` (Figure 2's metrics), and their mean and (population) standard deviation over the
+    annotators, ``eta_hat_mean`` / ``eta_hat_std`` (Figure 3's); ``eta_hat_*`` only for an R- method (a plain
+    one never moves eta), ``eta_true_k`` only where noise was injected."""
+    import json
+
+    path = Path(folder) / "train_summary.json"
+    if not path.exists():
+        return {}
+    summary = json.loads(path.read_text())
+    eta = summary.get("eta") or []
+    out = {f"eta_hat_{k}": v for k, v in enumerate(eta, start=1)} if robust else {}
+    if robust and eta:  # Figure 3's summary over many annotators (MultiPref)
+        mean = sum(eta) / len(eta)
+        out.update(eta_hat_mean=mean, eta_hat_std=(sum((v - mean) ** 2 for v in eta) / len(eta)) ** 0.5)
+    out.update({f"eta_true_{k}": v for k, v in enumerate(summary.get("eta_true") or [], start=1) if v is not None})
+    return out

@@ -14,7 +14,8 @@ from rpo.core.methods import from_config
 DEFAULTS = {
     "method": "dpo",  # base loss of Table 1: dpo | ipo | simpo | cpo; or cdpo | rdpo (known-noise baselines)
     "robust": False,  # True: the RPO (R-) version of `method` (section 4, Algorithm 1)
-    "layout": "single",  # annotators (section 5.4): single | two (annotator 1 clean, annotator 2 at `noise`)
+    "layout": "single",  # annotators (section 5.4): single | two (annotator 1 clean, annotator 2 at `noise`);
+    # none (paper profiles on a dataset with its own annotators, MultiPref: nothing injected)
     "noise": 0.2,  # flip rate of the (noisy) annotator
     "eta0": 0.9,  # initial reliability (paper: 0.9)
     "alpha": 0.1,  # EMA rate of eq. 7 (paper: 0.1)
