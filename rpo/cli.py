@@ -4,6 +4,7 @@
         [--partition P] [--account A] [--qos Q] [--time 12:00:00] [--gpus-per-node G] [--cpus-per-task C]
         [--mem-gb M] [--sbatch-flag KEY=VALUE ...]     # Slurm: override the profile's request per job
     rpo tables [--profile toy]
+    rpo runs [--profile toy] [--grid reduced]   # the run index: run id -> notebook, parameters, status, cells fed
     rpo reproduce            # what `make reproduce` runs: rpo run --profile toy, then rpo tables
     rpo eval ...             # the evaluation harnesses (rpo.evaluate.cli)
 
@@ -70,6 +71,7 @@ def cmd_run(args) -> int:
         force=args.force,
     )
     print(summarize(results))
+    _write_index(args.profile, args.grid, args.runs_dir)
     failed = [r for r in results if r["status"] == "failed"]
     for r in failed:
         print(f"  failed: {r['id']}: {r['error']}", file=sys.stderr)
@@ -102,6 +104,22 @@ def cmd_tables(args) -> int:
         f"wrote {len(manifest['tables'])} tables ({n_cells} cells, {n_missing} with missing runs) "
         f"and manifest.json to {results_dir}"
     )
+    if manifest.get("notebooks"):
+        print(f"reading copies: {len(manifest['notebooks'])} executed notebooks in {results_dir}/notebooks")
+    _write_index(args.profile, manifest["grid"], args.runs_dir)
+    return 0
+
+
+def _write_index(profile: str, grid: str, runs_dir) -> None:
+    from rpo.report.runindex import write_index
+
+    print(f"run index: {write_index(profile, grid, runs_dir)}")
+
+
+def cmd_runs(args) -> int:
+    from rpo.report.runindex import write_index
+
+    print(write_index(args.profile, args.grid, args.runs_dir).read_text(), end="")
     return 0
 
 
@@ -155,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="overwrite results that rest on more runs than these tables (see refusal)"
     )
     p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser("runs", help="write and print the run index (papermill_runs/<profile>/index.md)")
+    p.add_argument("--profile", default="toy", choices=sorted(PROFILES))
+    p.add_argument("--grid", default="full", choices=GRIDS)
+    p.add_argument("--runs-dir", default=None)
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("reproduce", help="the main job: rpo run --profile toy, then rpo tables")
     _add_run_args(p)

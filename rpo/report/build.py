@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from rpo import paths
-from rpo.io import atomic_write_json, atomic_write_text
+from rpo.io import atomic_write_json, atomic_write_text, read_json
 from rpo.pipeline.profiles import Profile, Study, get_profile
 from rpo.pipeline.provenance import git_commit, package_versions
 from rpo.report.aggregate import build_table
 from rpo.report.collect import _plan, collect_runs, load_study, study_frame
 from rpo.report.figures import plot_figure
+from rpo.report.notebooks import write_reading_copies
 from rpo.report.refusal import check as check_not_shrinking
 from rpo.report.render import to_csv, to_latex, to_markdown
 
@@ -40,12 +41,16 @@ def build(
     figures: bool = True,
     studies=None,
     force: bool = False,
+    reading_copies: bool | None = None,
 ) -> dict:
     """``rpo tables``: every study of the profile -> results/<study>.{md,csv,tex} (+ .png/.svg) and
     results/manifest.json. The grid and seeds default to those of the last ``rpo run`` (plan.json).
     Nothing is written when the tables would rest on fewer runs than the manifest already in
     ``results_dir`` (:class:`~rpo.report.refusal.ResultsWouldShrink`, naming the missing runs), unless
-    ``force``."""
+    ``force``. On the full grid of a profile given by name (or with ``reading_copies=True``), the executed
+    notebooks are copied into ``results_dir/notebooks/`` once every run of the study is done
+    (:mod:`rpo.report.notebooks`); the manifest's ``notebooks`` names them, and keeps naming the copies
+    already there when they are not rewritten."""
     name = profile.name if isinstance(profile, Profile) else profile
     run_dir = paths.run_dir(name, grid or "full", runs_root)
     plan = _plan(run_dir)
@@ -102,6 +107,15 @@ def build(
         if figures and study.figure is not None:
             for p in plot_figure(study, frame, results_dir / study.name):
                 files[p.suffix[1:]] = p.name
+    if reading_copies is None:
+        reading_copies = not isinstance(profile, Profile)
+    copies = None
+    if reading_copies and manifest["grid"] == "full":
+        copies = write_reading_copies(prof, run_dir, results_dir)
+    if copies is None and (results_dir / "manifest.json").exists():  # the copies on disk stay, as they were
+        copies = read_json(results_dir / "manifest.json").get("notebooks")
+    if copies:
+        manifest["notebooks"] = copies
     atomic_write_json(results_dir / "manifest.json", manifest)
     return manifest
 
@@ -126,11 +140,33 @@ def update_readme(readme, manifest: dict, results_dir=None) -> bool:
         f"`{manifest['tables_git_commit']}`; every cell's run ids are in `{rel.as_posix()}/manifest.json`.",
         "",
     ]
+    copies = manifest.get("notebooks") or {}
+    by_run = {c["run_id"]: name for name, c in copies.items()}
+
+    def link(name: str) -> str:
+        return f"[{name}]({(rel / copies[name]['file']).as_posix()})"
+
+    if copies:
+        others = [n for n, c in copies.items() if not any(n == by_run.get(i) for i in _table_runs(manifest))]
+        parts += [
+            "Executed notebooks, with their outputs (reading copies; re-run the `.py` in `notebooks/`): "
+            + ", ".join(link(n) for n in others)
+            + "; the training runs behind each table are linked under it.",
+            "",
+        ]
     for name, table in manifest["tables"].items():
         parts += [(results_dir / table["files"]["md"]).read_text().strip(), ""]
         if "png" in table["files"]:
             parts += [f"![{name}]({(rel / table['files']['png']).as_posix()})", ""]
+        behind = sorted({by_run[i] for c in table.get("cells", []) for i in c["run_ids"] if i in by_run})
+        if behind:
+            parts += ["Notebooks behind this table: " + ", ".join(link(n) for n in behind), ""]
     parts.append(README_END)
     head, rest = text.split(README_START, 1)
     atomic_write_text(readme, head + "\n".join(parts) + rest.split(README_END, 1)[1])
     return True
+
+
+def _table_runs(manifest: dict) -> set[str]:
+    """Every run id some table cell of ``manifest`` rests on."""
+    return {i for table in manifest["tables"].values() for c in table.get("cells", []) for i in c["run_ids"]}
