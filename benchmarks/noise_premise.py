@@ -10,6 +10,12 @@ interval of the paired difference over seeds.
 
 ``--method r-dpo`` trains R-DPO through rpo.RobustTrainer instead and also reports eta_hat against the
 measured eta_true and the AUROC of 1 - w for flipped labels. Outputs: noise_premise[_r-dpo].{json,txt}.
+
+``--dial W`` (issue 12) runs the same check in the witness-dial world at level ``W``
+(:func:`rpo.toy.world.dial_world`; its oracle judges the win rates) and writes
+noise_premise_dial<W>[_<method>].json, printing today's committed numbers (noise_premise.json) beside the
+new ones. The dynamic-range target at the strong end: clean-label DPO's win rate >= 0.70 and 30% flips
+cost it >= 0.10 (paired by seed, 95% CI excluding 0).
 """
 
 from __future__ import annotations
@@ -116,24 +122,27 @@ def main():
     ap.add_argument("--method", default="trl-dpo", choices=["trl-dpo", "dpo", "r-dpo"])
     ap.add_argument("--eta0", type=float, default=0.9, help="r-dpo: initial eta (paper 0.9)")
     ap.add_argument("--alpha", type=float, default=0.1, help="r-dpo: EMA momentum (paper 0.1)")
-    ap.add_argument("--out", default=None, help="default: benchmarks/noise_premise[_<method>].json")
+    ap.add_argument("--dial", type=float, default=None, help="witness-dial world at this level (issue 12)")
+    ap.add_argument("--out", default=None, help="default: benchmarks/noise_premise[_dial<W>][_<method>].json")
     a = ap.parse_args()
     if a.out is None:
-        stem = Path(__file__).with_suffix("")
+        stem = str(Path(__file__).with_suffix("")) + ("" if a.dial is None else f"_dial{a.dial:g}")
         a.out = f"{stem}.json" if a.method == "trl-dpo" else f"{stem}_{a.method}.json"
     torch.set_num_threads(1)
 
     from rpo.data import single_annotator, true_reliability
     from rpo.toy.metrics import flag_auroc, generation_quality, mean_ci, preference_accuracy
-    from rpo.toy.world import WorldConfig, build_world, sample_responses
+    from rpo.toy.world import WorldConfig, build_world, dial_world, sample_responses
 
     t0 = time.perf_counter()
-    cfg = WorldConfig() if a.train_prompts is None else WorldConfig(n_train_prompts=a.train_prompts)
+    extra_cfg = {} if a.train_prompts is None else {"n_train_prompts": a.train_prompts}
+    cfg = WorldConfig(**extra_cfg) if a.dial is None else dial_world(a.dial, **extra_cfg)
     world = build_world(cfg, progress=False)
+    judge = cfg.oracle()
     build_s = time.perf_counter() - t0
     ref, tok = world.load_reference()
     ref_resp = [s for ss in sample_responses(ref, tok, world.heldout, n=a.samples, seed=10_000) for s in ss]
-    base = generation_quality(ref, tok, world.heldout, reference_responses=ref_resp, n=a.samples, seed=99)
+    base = generation_quality(ref, tok, world.heldout, reference_responses=ref_resp, n=a.samples, seed=99, judge=judge)
     print(
         f"world {world.path.name}: {len(world.train)} train / {len(world.test)} test pairs, "
         f"{len(world.heldout)} held-out prompts; build/load {build_s:.1f} s; reference vs itself: {base}"
@@ -163,7 +172,7 @@ def main():
                     "flag_auroc": flag_auroc(w.numpy(), pairs["is_flipped"]),
                 }
             gq = generation_quality(
-                policy, tok, world.heldout, reference_responses=ref_resp, n=a.samples, seed=seed + 1
+                policy, tok, world.heldout, reference_responses=ref_resp, n=a.samples, seed=seed + 1, judge=judge
             )
             acc = preference_accuracy(policy, tok, world.test, reference=ref)
             run = {
@@ -209,6 +218,16 @@ def main():
             f"paired win-rate drop {lo} -> {hi}: {d_mean:.3f} +- {d_half:.3f} (95%, {a.seeds} seeds); "
             f"intervals disjoint and drop > CI: {'PASS' if passed else 'FAIL'}"
         )
+    old = Path(__file__).with_suffix(".json")
+    if a.dial is not None and old.exists():  # today's committed numbers beside the new ones
+        prev = json.loads(old.read_text())
+        print(f"beside: today's world ({prev['world']}, {prev['args']['seeds']} seeds, {prev['args']['steps']} steps):")
+        for rate, s in prev["summary"].items():
+            print(
+                f"  noise {rate}: win_rate {s['win_rate'][0]:.3f} +- {s['win_rate'][1]:.3f}, "
+                f"pref_acc {s['pref_acc'][0]:.3f} +- {s['pref_acc'][1]:.3f}"
+            )
+        print(f"  paired drop: {prev['drop'][0]:.3f} +- {prev['drop'][1]:.3f}")
     for key in ("eta_hat", "eta_true", "flag_auroc"):
         if runs and key in runs[0]:
             print(

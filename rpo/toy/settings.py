@@ -33,3 +33,8 @@ class TrainSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: the witness-dial studies' settings (issue 12; benchmarks/dynamic_range.md): beta 1.0, so that 30% flips
+#: cost clean-label DPO >= 0.10 of win rate at dial 0.75; the committed toy study keeps TrainSettings()
+DIAL_SETTINGS = TrainSettings(beta=1.0)

@@ -149,9 +149,17 @@ def win_rates(world, policy, tok, settings: TrainSettings, seed: int) -> dict:
 
 
 def train_and_measure(
-    world, config: dict, seed: int, settings: TrainSettings = TrainSettings(), save_policy: str | Path | None = None
+    world,
+    config: dict,
+    seed: int,
+    settings: TrainSettings = TrainSettings(),
+    save_policy: str | Path | None = None,
+    measure_witness: bool = False,
 ) -> dict:
-    """Annotate, train from the reference policy, and measure one ``(config, seed)``; see the module doc."""
+    """Annotate, train from the reference policy, and measure one ``(config, seed)``; see the module doc.
+    ``measure_witness``: also ``witness_auroc``, the AUROC of the trained policy's eq. 2 log-odds (-d) for
+    the flipped labels among training pairs *outside* its pool (annotated alike, never trained on):
+    out of sample, as :mod:`rpo.toy.witness`, at the cost of one scoring pass."""
     from rpo.data.noise import true_reliability
     from rpo.data.schema import public_view
     from rpo.toy.metrics import flag_auroc, preference_accuracy
@@ -185,11 +193,31 @@ def train_and_measure(
         w = trainer.label_confidences(public_view(scored)).numpy()
         m["auroc_w"] = flag_auroc(w, scored["is_flipped"])
         m["mean_w"] = float(w.mean())
+    if measure_witness:
+        m["witness_auroc"] = _witness(world, config, seed, settings, trainer)
     if save_policy is not None:
         policy.save_pretrained(save_policy)
         if settings.model != "toy":  # the toy tokenizer is rebuilt by rpo.models.load_saved
             tok.save_pretrained(save_policy)
     return m
+
+
+def _witness(world, config: dict, seed: int, settings: TrainSettings, trainer) -> float:
+    """AUROC of -d (eq. 2 at the trained policy) for flipped labels among the pairs outside the run's pool
+    (the same draw as :func:`annotate_pool`: ``random.sample`` of indices picks the same rows)."""
+    from rpo.data.noise import apply_layout
+    from rpo.data.schema import public_view
+    from rpo.toy.metrics import flag_auroc
+
+    n = settings.max_steps * settings.batch_size // (2 if config["layout"] == "two" else 1)
+    taken = set(random.Random(seed).sample(range(len(world.train)), min(n, len(world.train))))
+    rest = [r for i, r in enumerate(world.train) if i not in taken][: settings.n_confidence]
+    if not rest or config["noise"] == 0:
+        return float("nan")
+    kind = config.get("noise_kind", "symmetric")
+    data = apply_layout(rest, config["layout"], config["noise"], seed=seed + 1, kind=kind)
+    d, _ = trainer.log_odds(public_view(data))
+    return flag_auroc(d.numpy(), data["is_flipped"])
 
 
 def settings_dict(settings: TrainSettings) -> dict:

@@ -1,0 +1,210 @@
+"""The regime map (issue 12): when does RPO help? DPO, R-DPO and DPO+LS (label smoothing at eps = 1 - eta0)
+at several witness-dial levels x noise rates, plus the ceilings (DPO on the true labels, DPO with the
+flipped pairs removed) and Bradley-Terry flips at one level.
+
+    OMP_NUM_THREADS=1 TRL_EXPERIMENTAL_SILENCE=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/regime.py \\
+        --dials today 0 0.5 0.75 --noise 0.1 0.2 0.3 --seeds 3 --bt-dial 0.75 --bt-noise 0.3
+
+One cell = ``rpo.toy.study.train_and_measure`` on the dial's world (``today`` is ``WorldConfig()``, the
+committed study's world; a number is :func:`rpo.toy.world.dial_world`) with
+``rpo.toy.settings.DIAL_SETTINGS`` (the study's, with beta 1.0: benchmarks/dynamic_range.md).
+Every (config, seed) result is appended to ``<out>.runs.jsonl`` as it finishes, so a rerun resumes.
+Per cell: ``witness_auroc`` is plain DPO's (at that dial, noise and noise model: the AUROC of -d on
+training pairs outside its pool, out of sample), ``eta_abs_err`` = |eta_hat - eta_true| and ``auroc_w``
+for R-DPO; ``gain`` columns are paired by seed against DPO; ``recovered`` = (method - DPO) /
+(DPO on true labels - DPO), :func:`rpo.report.recovery.damage_recovered`, when the ceilings are trained.
+
+PREDICTION (written before any number of this map was looked at; Remark E.1 and Theorem 4.2):
+1. Where the witness is weak (today's world, AUROC ~0.7), eta stays near eta0, w near the prior, and
+   R-DPO matches DPO+LS: |R-DPO - DPO+LS| within the seed noise, both within the seed noise of DPO.
+2. As the witness AUROC rises, eta_abs_err falls and auroc_w rises; R-DPO's gain over DPO grows with
+   the noise rate and the witness, and exceeds DPO+LS's gain at the informative levels (AUROC >= 0.85),
+   most at 30% flips.
+3. R-DPO stays below the ceilings (DPO on true labels / with flips removed) at every cell.
+4. Under Bradley-Terry flips (mostly on small-margin pairs, which the policy itself cannot rank) the
+   witness is weaker than under symmetric flips at the same level, and R-DPO's gain smaller.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+BASE = {"layout": "single", "eta0": 0.9, "alpha": 0.1, "eta_update": "batch", "objective": "gibbs"}
+
+
+def _methods(ceilings: bool) -> dict:
+    from rpo.core.methods import METHODS
+
+    out = {"DPO": {"method": "dpo", "robust": False}, "R-DPO": {"method": "dpo", "robust": True}}
+    if "dpo-ls" in METHODS:  # label smoothing (issue 13's registry key) where it has landed
+        out["DPO+LS"] = {"method": "dpo-ls", "robust": False}
+    if ceilings:
+        out["DPO (clean labels)"] = {"method": "dpo", "robust": False, "labels": "true"}
+        out["DPO (flips removed)"] = {"method": "dpo", "robust": False, "labels": "filtered"}
+    return out
+
+
+def _world_config(dial: str):
+    from rpo.toy.world import WorldConfig, dial_world
+
+    return WorldConfig() if dial == "today" else dial_world(float(dial))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dials", nargs="+", default=["today", "0", "0.5", "0.75"])  # 4 levels
+    ap.add_argument("--noise", type=float, nargs="+", default=[0.1, 0.2, 0.3])
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--bt-dial", default="0.75", help="the level with Bradley-Terry flips too ('' for none)")
+    ap.add_argument("--bt-noise", type=float, nargs="+", default=[0.3], help="noise rates of the BT cells")
+    ap.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--max-steps", type=int, default=None, help="TrainSettings.max_steps (default: the study's)")
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+
+    from rpo.toy.settings import DIAL_SETTINGS
+    from rpo.toy.study import train_and_measure
+    from rpo.toy.world import build_world
+
+    settings = DIAL_SETTINGS if a.max_steps is None else replace(DIAL_SETTINGS, max_steps=a.max_steps)
+    methods = _methods(a.ceilings)
+    cells = [(d, n, "symmetric") for d in a.dials for n in a.noise]
+    cells += [(a.bt_dial, n, "bt") for n in a.bt_noise if a.bt_dial]
+    log = Path(a.out).with_suffix(".runs.jsonl")
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["dial"], r["noise"], r["noise_model"], r["method"], r["seed"], r["max_steps"])] = r
+    worlds = {}
+    t0 = time.perf_counter()
+    for seed in range(a.seeds):  # seed-major: a stopped run leaves whole seeds of the map
+        for dial, noise, kind in cells:
+            if dial not in worlds:
+                worlds[dial] = build_world(_world_config(dial), progress=False)
+            for label, m in methods.items():
+                key = (dial, noise, kind, label, seed, settings.max_steps)
+                if key in done:
+                    continue
+                if m.get("labels") == "true":  # the true labels of the same pool: the same run at every noise
+                    twin = next((r for k, r in done.items() if k[0] == dial and k[3:] == key[3:]), None)
+                    if twin is not None:
+                        done[key] = {**twin, "noise": noise, "noise_model": kind}
+                        continue
+                cfg = {**BASE, **m, "noise": noise, "noise_kind": kind}
+                res = train_and_measure(worlds[dial], cfg, seed, settings, measure_witness=label == "DPO")
+                row = {"dial": dial, "noise": noise, "noise_model": kind, "method": label, "seed": seed}
+                row.update(max_steps=settings.max_steps, world=worlds[dial].path.name)
+                row.update({k: v for k, v in res.items() if not k.startswith("eta_trajectory")})
+                done[key] = row
+                with log.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(
+                    f"[{time.perf_counter() - t0:6.0f}s] {dial} {noise} {kind} {label} seed {seed}: "
+                    f"win {row['win_rate']:.3f} acc {row['clean_acc']:.3f}",
+                    flush=True,
+                )
+    rows = summarise([r for r in done.values() if r["max_steps"] == settings.max_steps], cells, methods, a.seeds)
+    write(rows, Path(a.out))
+
+
+def summarise(runs: list, cells: list, methods: dict, n_seeds: int) -> list[dict]:
+    """One row per (cell, method): means, the win rate's t-interval, paired gains and the recovered share."""
+    import numpy as np
+
+    from rpo.core.stats import t_interval
+    from rpo.report.recovery import damage_recovered
+
+    def per_seed(dial, noise, kind, label, metric):
+        by = {
+            r["seed"]: r.get(metric)
+            for r in runs
+            if (r["dial"], r["noise"], r["noise_model"], r["method"]) == (dial, noise, kind, label)
+        }
+        return [by.get(s, float("nan")) if by.get(s) is not None else float("nan") for s in range(n_seeds)]
+
+    out = []
+    for dial, noise, kind in cells:
+        witness = t_interval(per_seed(dial, noise, kind, "DPO", "witness_auroc"))[0]
+        base = per_seed(dial, noise, kind, "DPO", "win_rate")
+        ceiling = per_seed(dial, noise, kind, "DPO (clean labels)", "win_rate")
+        for label in methods:
+            win = per_seed(dial, noise, kind, label, "win_rate")
+            m, h = t_interval(win)
+            eta = [
+                abs(x - y)
+                for x, y in zip(
+                    per_seed(dial, noise, kind, label, "eta_hat_1"), per_seed(dial, noise, kind, label, "eta_true_1")
+                )
+            ]
+            gain = t_interval(np.subtract(win, base))
+            rec = damage_recovered(win, base, ceiling) if "DPO (clean labels)" in methods else {}
+            out.append(
+                {
+                    "dial": dial,
+                    "noise": noise,
+                    "noise_model": kind,
+                    "method": label,
+                    "n_seeds": int(np.sum(~np.isnan(win))),
+                    "witness_auroc": witness,
+                    "clean_acc": t_interval(per_seed(dial, noise, kind, label, "clean_acc"))[0],
+                    "win_rate": m,
+                    "win_rate_lo": m - h,
+                    "win_rate_hi": m + h,
+                    "eta_abs_err": t_interval(eta)[0],
+                    "auroc_w": t_interval(per_seed(dial, noise, kind, label, "auroc_w"))[0],
+                    "gain_vs_dpo": gain[0],
+                    "gain_vs_dpo_half": gain[1],
+                    "recovered": rec.get("share", float("nan")),
+                    "recovered_lo": rec.get("lo", float("nan")),
+                    "recovered_hi": rec.get("hi", float("nan")),
+                }
+            )
+    return out
+
+
+def write(rows: list[dict], path: Path) -> None:
+    """The CSV (issue 12's columns first) and a figure of the gains against the witness AUROC."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, label in zip(axes, ("R-DPO", "DPO+LS")):
+        for kind, marker in (("symmetric", "o"), ("bt", "s")):
+            pts = [r for r in rows if r["method"] == label and r["noise_model"] == kind]
+            for noise in sorted({r["noise"] for r in pts}):
+                p = [r for r in pts if r["noise"] == noise]
+                ax.errorbar(
+                    [r["witness_auroc"] for r in p],
+                    [r["gain_vs_dpo"] for r in p],
+                    yerr=[r["gain_vs_dpo_half"] for r in p],
+                    fmt=marker,
+                    capsize=3,
+                    label=f"{kind} flips {noise:g}",
+                )
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=f"{label} - DPO (win rate, paired by seed)", xlabel="plain-DPO witness AUROC (out of sample)")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("gain in win rate vs the reference")
+    fig.tight_layout()
+    fig.savefig(path.with_suffix(".png"), dpi=120)
+
+
+if __name__ == "__main__":
+    main()
