@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--max-steps", type=int, default=None, help="TrainSettings.max_steps (default: the study's)")
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
+    ap.add_argument("--summary-only", action="store_true", help="no training: the CSV and figure from the log")
     a = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -86,7 +87,7 @@ def main():
             done[(r["dial"], r["noise"], r["noise_model"], r["method"], r["seed"], r["max_steps"])] = r
     worlds = {}
     t0 = time.perf_counter()
-    for seed in range(a.seeds):  # seed-major: a stopped run leaves whole seeds of the map
+    for seed in range(0 if a.summary_only else a.seeds):  # seed-major: a stopped run leaves whole seeds of the map
         for dial, noise, kind in cells:
             if dial not in worlds:
                 worlds[dial] = build_world(_world_config(dial), progress=False)
