@@ -131,6 +131,22 @@ def _studies(
     )
 
 
+def _label_smoothing_study(noise: float, seeds: int) -> Study:
+    """X, X+LS (eps = 1 - eta0, RPO's objective at initialisation) and R-X for each base loss: what the
+    E-step adds beyond smoothing. X and R-X are Table 2's configs (trained once); X+LS costs 4 x ``seeds``
+    trainings (issue 13: about 1.5 minutes of the toy run on 2 cores)."""
+    trio = lambda m: ({"method": m}, {"method": f"{m}-ls"}, {"method": m, "robust": True})  # noqa: E731
+    return Study(
+        "label_smoothing",
+        f"Label smoothing vs RPO at noise {noise}: X, X+LS (eps = 1 - eta0) and R-X (mean ± 95% CI over seeds)",
+        tuple(config(**c, noise=noise) for m in BASE_METHODS for c in trio(m)),
+        seeds,
+        rows=("label",),
+        metrics=("win_rate", "lc_win_rate", "clean_acc"),
+        gains=True,
+    )
+
+
 def _key(cfg: dict) -> tuple:
     return tuple(sorted(cfg.items()))
 
@@ -163,7 +179,8 @@ def toy(grid: str = "full") -> Profile:
             alphas=(0.1,) if reduced else (0.001, 0.01, 0.1, 0.5, 1.0),
             fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
             reduced=reduced,
-        ),
+        )
+        + (() if reduced else (_label_smoothing_study(0.2, 3),)),
         steps=_analysis_steps("toy", grid),
         configs_per_run=2,  # 2 configs x 3-5 seeds per kernel: the ~10 s start is amortised
         threads_per_job=1,
