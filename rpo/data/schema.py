@@ -143,8 +143,8 @@ def _check_annotator_column_name(cols: list[str], annotator_column: str, name: s
     if annotator_column != DEFAULT_ANNOTATOR_COLUMN or near:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         raise ValueError(
-            f"{name}: annotator_column {annotator_column!r} is not a column (found {cols}){hint} "
-            f"Set annotator_column to the column of annotator ids, or drop such columns to train with one "
+            f"{name}: annotator_column {annotator_column!r} is not a column (found {cols}){hint}; set "
+            "annotator_column to the column of annotator ids, or drop such columns to train with one "
             "virtual annotator"
         )
 

@@ -3,6 +3,7 @@ them from a recipe's YAML (recipes/)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from trl import DPOConfig
@@ -26,7 +27,9 @@ class RobustConfig(DPOConfig):
     * ``pref_loss``: base preference loss, one of dpo, ipo, simpo, cpo (Table 1). Replaces TRL's
       ``loss_type``, which must stay at its default.
     * ``robust``: True runs RPO (Algorithm 1); False the plain base method through the same code.
-    * ``eta0``: initial reliability of every annotator, in [0.5, 1) (Algorithm 1's input; paper: 0.9).
+    * ``eta0``: initial reliability of every annotator, in (0.5, 1) (Algorithm 1's input; paper: 0.9). The
+      paper allows 0.5, but there the prior is uninformative and the M-step's gradient is exactly zero
+      (w = sigmoid(d)), so RobustConfig refuses it.
     * ``ema_alpha``: EMA momentum of eq. 7, in (0, 1] (paper: 0.1). Not TRL's ``rpo_alpha``, which is
       Reasoning Preference Optimization, another method.
     * ``eta_update``: "batch" (eq. 7 once per optimizer step, Algorithm 1) or "epoch" (eq. 6 after a full
@@ -59,7 +62,7 @@ class RobustConfig(DPOConfig):
 
     pref_loss: str = field(default="dpo", metadata={"help": "Base loss: dpo, ipo, simpo or cpo (Table 1)."})
     robust: bool = field(default=True, metadata={"help": "RPO (Algorithm 1) if True, the plain base loss if False."})
-    eta0: float = field(default=0.9, metadata={"help": "Initial annotator reliability, in [0.5, 1)."})
+    eta0: float = field(default=0.9, metadata={"help": "Initial annotator reliability, in (0.5, 1)."})
     ema_alpha: float = field(default=0.1, metadata={"help": "EMA momentum of eq. 7, in (0, 1]."})
     eta_update: str = field(
         default="batch", metadata={"help": "'batch' (eq. 7 per step), 'epoch' (eq. 6) or 'count' (count-aware)."}
@@ -107,11 +110,24 @@ class RobustConfig(DPOConfig):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RobustConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        self._check_numbers()
         try:
             check_eta0(self.eta0)
             check_alpha(self.ema_alpha)
         except ValueError as e:
             raise ValueError(f"RobustConfig: {e} (fields eta0 / ema_alpha)") from None
+        if self.eta0 == 0.5 and (self.robust or (self.baseline == "ls" and self.ls_eps is None)):
+            # at eta = 0.5 the prior log-odds are 0: w = sigmoid(d) is the model's own belief, the Gibbs
+            # M-step's gradient sigmoid(d) - w is 0 for every pair, and eta then drifts with the untrained
+            # model (below 0.5, where the M-step would learn the labels backwards)
+            raise ValueError(
+                "RobustConfig.eta0 = 0.5 gives a zero M-step gradient (w = sigmoid(d) exactly, the prior "
+                "carries no information): use eta0 in (0.5, 1), e.g. 0.55 for a pessimistic start"
+            )
+        if self.gamma != 0 and self.pref_loss != "simpo":
+            raise ValueError(
+                f"RobustConfig.gamma={self.gamma} is SimPO's margin; pref_loss={self.pref_loss!r} ignores it"
+            )
         if self.baseline is not None:
             if self.robust:
                 raise ValueError(f"RobustConfig.baseline={self.baseline!r} needs robust=False")
@@ -146,6 +162,28 @@ class RobustConfig(DPOConfig):
                 )
         if self.pref_loss not in NEEDS_REFERENCE and self.sync_ref_model:
             raise ValueError(f"pref_loss={self.pref_loss!r} is reference-free: sync_ref_model must be False")
+
+    def _check_numbers(self) -> None:
+        """Every RPO number finite and of a number type, beta positive: a NaN passes no comparison, so it
+        would slip through the range checks below and surface as a NaN step (or 'eta must lie in [0, 1],
+        got nan') during training; a string from a hand-built config would fail deep inside a comparison."""
+        optional = {"ls_eps", "eta_prior_strength", "num_annotators"}
+        for name in ("beta", "eta0", "ema_alpha", "gamma", "cpo_alpha", "noise_eps", "refit_tol", *sorted(optional)):
+            value = getattr(self, name)
+            if value is None and name in optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"RobustConfig.{name} must be a finite number, got {value!r}")
+        if self.num_annotators is not None and not float(self.num_annotators).is_integer():
+            raise ValueError(f"RobustConfig.num_annotators must be an integer, got {self.num_annotators!r}")
+        if not self.beta > 0:
+            raise ValueError(f"RobustConfig.beta must be > 0, got {self.beta}")
+        # transformers' own numbers that would otherwise fail inside torch (a sampler, the optimizer)
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)):
+            raise ValueError(f"RobustConfig.learning_rate must be a finite number, got {self.learning_rate!r}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"RobustConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
 
     @property
     def smoothing(self) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import torch
 from transformers import TrainerCallback
@@ -36,7 +37,7 @@ from rpo.core.objectives import OBJECTIVES, ObjectiveContext, objective_key
 from rpo.core.reliability import ReliabilityTracker
 from rpo.data.schema import annotator_ids, identical_rows, validate_preferences
 from rpo.io import atomic_write_json, read_json
-from rpo.training import compat
+from rpo.training import checkpoints, compat
 from rpo.training.collator import ANNOTATOR_ID, RobustCollator
 from rpo.training.config import RobustConfig
 from rpo.training.forward import forward
@@ -45,7 +46,7 @@ from rpo.training.scoring import score_pass
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "rpo_state.json"
+STATE_FILE = checkpoints.STATE_FILE  # "rpo_state.json"
 ANNOTATORS_FILE = "annotators.json"
 
 
@@ -101,6 +102,11 @@ class RobustTrainer(DPOTrainer):
         self._cfg = args  # Trainer sets self.args only after DPOTrainer has prepared the datasets
         self.annotator_names: list[str] | None = None
         self.num_identical_skipped: dict[str, int] = {}
+        # the data's mistakes are named here, before TRL peeks at the first row (an empty set would end in
+        # a bare StopIteration inside DPOTrainer.__init__)
+        for split, data in (("train", train_dataset), ("eval", eval_dataset)):
+            for key, ds in (data.items() if isinstance(data, dict) else [(None, data)]) if data is not None else []:
+                self._check_dataset(ds, split if key is None else f"{split}[{key!r}]", need_preference=True)
         with compat.no_reference_built(args, self._reference_free):
             super().__init__(
                 model, ref_model, args, data_collator, train_dataset, eval_dataset, processing_class, **kwargs
@@ -142,14 +148,23 @@ class RobustTrainer(DPOTrainer):
             "ids": {name: i for i, name in enumerate(self.annotator_names)},
         }
 
-    def _validate(self, dataset, name: str, drop_identical: bool):
+    def _check_dataset(self, dataset, name: str, need_preference: bool) -> None:
+        """The one validator (:func:`rpo.data.schema.validate_preferences`) on a map-style Dataset."""
         from datasets import Dataset
 
         if not isinstance(dataset, Dataset):
             raise TypeError(
                 f"RobustTrainer needs a map-style datasets.Dataset for {name}, got {type(dataset).__name__}"
             )
-        validate_preferences(dataset, name=f"{name} dataset", annotator_column=self._cfg.annotator_column)
+        validate_preferences(
+            dataset,
+            name=f"{name} dataset",
+            annotator_column=self._cfg.annotator_column,
+            need_preference=need_preference,
+        )
+
+    def _validate(self, dataset, name: str, drop_identical: bool):
+        self._check_dataset(dataset, name, need_preference=drop_identical)
         ids, self.annotator_names = annotator_ids(
             dataset,
             column=self._cfg.annotator_column,
@@ -176,7 +191,13 @@ class RobustTrainer(DPOTrainer):
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = self._validate(dataset, dataset_name, drop_identical=True)
-        return super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        if len(dataset) == 0:  # TRL's truncation / filtering left nothing (a sampler error would follow)
+            raise ValueError(
+                f"{dataset_name} dataset: no pair is left after tokenisation (max_length={args.max_length}, "
+                f"max_prompt_length={getattr(args, 'max_prompt_length', None)}); raise them or shorten the data"
+            )
+        return dataset
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
@@ -318,28 +339,46 @@ class RobustTrainer(DPOTrainer):
 
     # ---- eta is trainer state: checkpoint and resume
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        # RPO's state first: transformers' _save_checkpoint ends by deleting older checkpoints
+        # (save_total_limit), and a kill between that and a later write would leave none to resume from
+        # (:mod:`rpo.training.checkpoints`). eta is final for this step: the step-end callback ran already.
         if self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             atomic_write_json(
                 os.path.join(folder, STATE_FILE),
                 {"global_step": self.state.global_step, **self._annotator_record(), **self.reliability.state_dict()},
             )
+        super()._save_checkpoint(model, trial)
 
     def _load_rpo_state(self, checkpoint: str) -> None:
-        path = os.path.join(checkpoint, STATE_FILE)
-        if not os.path.exists(path):
+        missing = checkpoints.missing_parts(checkpoint)
+        if STATE_FILE in missing:
             raise ValueError(f"{checkpoint} has no {STATE_FILE}: it was not written by RobustTrainer")
-        self.reliability.load_state_dict(read_json(path), source=path)
+        if missing:
+            raise ValueError(f"{checkpoint} is incomplete (lacks {', '.join(missing)}): its save was interrupted")
+        path = os.path.join(checkpoint, STATE_FILE)
+        try:
+            self.reliability.load_state_dict(read_json(path), source=path)
+        except (KeyError, TypeError, ValueError) as e:  # a state file of another shape or bad values: name it
+            if isinstance(e, ValueError) and path in str(e):
+                raise
+            raise ValueError(f"{path}: not a usable RPO state ({type(e).__name__}: {e})") from None
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
-        """As :meth:`transformers.Trainer.train`; on resume also restores eta from the checkpoint."""
+        """As :meth:`transformers.Trainer.train`; on resume also restores eta from the checkpoint.
+        ``resume_from_checkpoint=True`` takes the newest *complete* checkpoint of ``output_dir``
+        (:func:`rpo.training.checkpoints.newest_complete`), warning about newer ones whose save was cut."""
         if resume_from_checkpoint is True:
-            from transformers.trainer_utils import get_last_checkpoint
-
-            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir)
-            if resume_from_checkpoint is None:
-                raise ValueError(f"no checkpoint found in output_dir {self.args.output_dir}")
+            folder, skipped = checkpoints.newest_complete(self.args.output_dir)
+            for bad, missing in skipped:
+                warnings.warn(
+                    f"{bad} is incomplete (lacks {', '.join(missing)}; its save was interrupted): "
+                    f"resuming from {folder.name if folder else 'nothing'} instead",
+                    stacklevel=2,
+                )
+            if folder is None:
+                raise ValueError(f"no complete checkpoint in output_dir {self.args.output_dir}")
+            resume_from_checkpoint = str(folder)
         if resume_from_checkpoint:
             self._load_rpo_state(resume_from_checkpoint)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)

@@ -223,8 +223,9 @@ def test_plain_losses_equal_trl_cpo_trainer(tok, pairs, tmp_path, pref_loss, trl
 def test_full_logits_give_the_fused_heads_log_probs(tok, pairs, tmp_path, pref_loss):
     """lm_head="logits" (CPOTrainer's way, "auto"'s choice on CPU) computes what TRL's fused head computes."""
     ds = pairs(8)
-    fused = make(tok, ds, tmp_path, pref_loss, gamma=0.3, lm_head="fused")
-    logits = make(tok, ds, tmp_path, pref_loss, gamma=0.3)
+    gamma = 0.3 if pref_loss == "simpo" else 0.0  # SimPO's margin: RobustConfig refuses it for other losses
+    fused = make(tok, ds, tmp_path, pref_loss, gamma=gamma, lm_head="fused")
+    logits = make(tok, ds, tmp_path, pref_loss, gamma=gamma)
     assert fused.fused_head and not logits.fused_head  # auto: no Triton on CPU
     with torch.no_grad():
         (a, _, _), (b, _, _) = (policy_logps(t.model, first_batch(t), fused=t.fused_head) for t in (fused, logits))
@@ -261,8 +262,9 @@ def test_cdpo_and_rdpo_mix_the_label_and_its_swap(tok, pairs, tmp_path):
 )
 def test_robust_with_eta_frozen_at_one_equals_base(tok, pairs, tmp_path, pref_loss, objective):
     ds = pairs(8)
-    base = batch_loss(make(tok, ds, tmp_path, pref_loss, robust=False, gamma=0.3))
-    robust = make(tok, ds, tmp_path, pref_loss, robust=True, objective=objective, gamma=0.3)
+    gamma = 0.3 if pref_loss == "simpo" else 0.0  # SimPO's margin: RobustConfig refuses it for other losses
+    base = batch_loss(make(tok, ds, tmp_path, pref_loss, robust=False, gamma=gamma))
+    robust = make(tok, ds, tmp_path, pref_loss, robust=True, objective=objective, gamma=gamma)
     at_prior = batch_loss(robust)
     robust.eta = torch.ones(1, dtype=torch.float64)
     assert batch_loss(robust) == pytest.approx(base, rel=1e-6, abs=1e-7)
