@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 
 
 def check_same_shape(tensors: dict[str, torch.Tensor], ndim: int | None = None) -> None:
     """All named tensors must share one shape (and have ``ndim`` dimensions when given)."""
+    for k, v in tensors.items():
+        if not isinstance(v, torch.Tensor):  # a float or a list would fail later, naming no argument
+            raise TypeError(f"{k} must be a torch.Tensor, got {type(v).__name__}")
     shapes = {k: tuple(v.shape) for k, v in tensors.items()}
     first = next(iter(shapes.values()))
     if any(s != first for s in shapes.values()):
@@ -43,3 +49,21 @@ def check_annotator_ids(annotator_ids: torch.Tensor, num_annotators: int) -> Non
             f"annotator ids must lie in [0, {num_annotators}), got range "
             f"[{int(annotator_ids.min())}, {int(annotator_ids.max())}]"
         )
+
+
+def check_probabilities(tensors: dict[str, torch.Tensor]) -> None:
+    """Posterior weights and probabilities: finite and in [0, 1] (a w of 2 or inf would move eta out of
+    [0, 1] without any NaN to catch)."""
+    check_finite(tensors)
+    for k, v in tensors.items():
+        if v.numel() and ((v < 0).any() or (v > 1).any()):
+            raise ValueError(f"{k} must lie in [0, 1], got values in [{v.min().item():g}, {v.max().item():g}]")
+
+
+def check_hyper(beta, **hyper) -> None:
+    """A loss's scalars: ``beta`` a finite number > 0, the others (gamma, cpo_alpha, ...) finite numbers."""
+    for k, v in {"beta": beta, **hyper}.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ValueError(f"{k} must be a finite number, got {v!r}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")

@@ -12,11 +12,19 @@ Notation. For a pair with observed label ``y_w > y_l`` from annotator ``k``:
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
 
-from rpo.core.checks import check_alpha, check_annotator_ids, check_eta0, check_finite, check_same_shape
+from rpo.core.checks import (
+    check_alpha,
+    check_annotator_ids,
+    check_eta0,
+    check_finite,
+    check_probabilities,
+    check_same_shape,
+)
 
 Tensor = torch.Tensor
 OBJECTIVES = ("gibbs", "weighted")
@@ -108,7 +116,8 @@ def rpo_loss(loss_wl: Tensor, loss_lw: Tensor, w: Tensor, objective: str = "gibb
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     check_same_shape({"loss_wl": loss_wl, "loss_lw": loss_lw, "w": w})
-    check_finite({"loss_wl": loss_wl, "loss_lw": loss_lw, "w": w})
+    check_finite({"loss_wl": loss_wl, "loss_lw": loss_lw})
+    check_probabilities({"w": w})
     w = w.detach()
     if objective == "gibbs":
         log_pw, log_pl = preference_log_probs(loss_wl, loss_lw)
@@ -170,6 +179,8 @@ def gibbs_e_step_and_loss(d: Tensor, prior: Tensor) -> tuple[Tensor, Tensor]:
 def init_eta(num_annotators: int, eta0: float = 0.9) -> Tensor:
     """Algorithm 1's input: every annotator starts at ``eta0`` in [0.5, 1). Returns (K,) float64."""
     check_eta0(eta0)
+    if isinstance(num_annotators, bool) or not isinstance(num_annotators, numbers.Integral):
+        raise ValueError(f"num_annotators must be an integer, got {num_annotators!r}")
     if num_annotators < 1:
         raise ValueError(f"num_annotators must be >= 1, got {num_annotators}")
     return torch.full((num_annotators,), float(eta0), dtype=torch.float64)
@@ -183,7 +194,7 @@ def annotator_sums(
     """
     if validate:
         check_same_shape({"w": w, "annotator_ids": annotator_ids}, ndim=1)
-        check_finite({"w": w})
+        check_probabilities({"w": w})
         check_annotator_ids(annotator_ids, num_annotators)
     ids = annotator_ids.long()
     w = w.detach().to(torch.float64)
@@ -282,6 +293,8 @@ def fixed_point_eta(
     float64 at that eta, iterations)``. An annotator with no labels keeps its start value. The fixed point
     is the one this start leads to: from ``eta0 >= 0.5`` and an informative model, the reliable one.
     """
+    if max_iter < 1 or not tol >= 0:  # with no iteration there is no fixed point to return
+        raise ValueError(f"fixed_point_eta needs max_iter >= 1 and tol >= 0, got max_iter={max_iter}, tol={tol}")
     d = d.detach().to(torch.float64).flatten()
     ids = annotator_ids.long().flatten()
     check_same_shape({"d": d, "annotator_ids": ids}, ndim=1)

@@ -37,7 +37,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from rpo.core.checks import check_finite, check_same_shape
+from rpo.core.checks import check_finite, check_hyper, check_same_shape
 
 Tensor = torch.Tensor
 PairLoss = Callable[..., tuple[Tensor, Tensor]]
@@ -251,8 +251,8 @@ def _dispatch(
 ):
     if name not in table:
         raise ValueError(f"unknown preference loss {name!r}; known: {sorted(table)}")
-    if not beta > 0:
-        raise ValueError(f"beta must be > 0, got {beta}")
+    # scalars first (Python only, no host sync): a NaN or infinite gamma / cpo_alpha / beta gives NaN losses
+    check_hyper(beta, **{k: hyper[k] for k in ("gamma", "cpo_alpha") if k in hyper})
     tensors = {
         "chosen_logps": chosen_logps,
         "rejected_logps": rejected_logps,

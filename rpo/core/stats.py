@@ -12,6 +12,8 @@ def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
     fewer than 2 values, mean NaN for none."""
     from scipy import stats
 
+    if not 0 < confidence < 1:  # scipy would return a NaN half-width without a word
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
     if len(x) == 0:
         return float("nan"), float("nan")
