@@ -14,6 +14,9 @@ The paper's 16 recipes live in ``recipes/<model>/<method>.yaml`` (written by ``r
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -74,4 +77,27 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = (), *, config_cls=N
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"recipe not found: {path}")
-    return tuple(recipe_parser(config_cls).parse_args_and_config(["--config", str(path), *overrides]))
+    _check_yaml(path)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            parsed = recipe_parser(config_cls).parse_args_and_config(["--config", str(path), *overrides])
+    except SystemExit:  # argparse's way to refuse a value (e.g. eta0: high): a ValueError naming the recipe
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        raise ValueError(f"{path}: {lines[-1] if lines else 'refused by the argument parser'}") from None
+    sys.stderr.write(err.getvalue())  # what the parser said on the way (warnings) is not swallowed
+    return tuple(parsed)
+
+
+def _check_yaml(path: Path) -> None:
+    """The recipe is a YAML mapping; bad YAML is a ValueError naming the file and line (not yaml's frames)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ValueError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a YAML mapping of keys to values, got {type(data).__name__}")

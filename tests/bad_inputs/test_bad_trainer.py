@@ -272,3 +272,29 @@ def test_a_kill_in_the_checkpoint_window_resumes_with_identical_eta(tmp_path, un
         assert not said
     assert resumed.state.global_step == 6
     assert resumed.eta.tolist() == eta_end  # and the end is the uninterrupted run's too: bit for bit
+
+
+# ---- recipes (flat YAML through TRL's TrlParser) -----------------------------------------------------------------
+RECIPE = "model_name_or_path: toy\ndataset_name: d\noutput_dir: out\nuse_cpu: true\nbf16: false\n"
+
+
+@pytest.mark.parametrize(
+    "text, error, words",
+    [
+        (RECIPE + "eta_0: 0.9\n", ValueError, ["--eta_0"]),
+        (RECIPE + "eta0: [0.9\n", ValueError, ["r.yaml:7: not valid YAML"]),
+        (RECIPE + "eta0: high\n", ValueError, ["r.yaml", "--eta0", "'high'"]),
+        (RECIPE + "eta0: .nan\n", ValueError, ["RobustConfig.eta0 must be a finite number, got nan"]),
+        ("- a\n- b\n", ValueError, ["r.yaml: a recipe is a YAML mapping", "list"]),
+        (RECIPE + "gamma: 0.2\n", ValueError, ["gamma=0.2 is SimPO's margin"]),
+    ],
+    ids=["unknown-key", "bad-yaml", "eta0-not-a-number", "eta0-nan", "not-a-mapping", "gamma-for-dpo"],
+)
+def test_recipe_errors_name_the_recipe(tmp_path, text, error, words):
+    from rpo.training.recipes import load_recipe
+
+    (tmp_path / "r.yaml").write_text(text)
+    with pytest.raises(error) as e:
+        load_recipe(tmp_path / "r.yaml")
+    for word in words:
+        assert word in str(e.value), (word, str(e.value))
