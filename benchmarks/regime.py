@@ -185,6 +185,12 @@ def write(rows: list[dict], path: Path) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+    cols = ["dial", "noise", "noise_model", "method", "n_seeds", "witness_auroc", "clean_acc", "win_rate"]
+    cols += ["gain_vs_dpo", "gain_vs_dpo_half", "eta_abs_err", "auroc_w", "recovered", "recovered_lo", "recovered_hi"]
+    lines = ["  ".join(f"{c:>12}" for c in cols)]
+    for r in rows:
+        lines.append("  ".join(f"{r[c]:>12.3f}" if isinstance(r[c], float) else f"{str(r[c]):>12}" for c in cols))
+    path.with_suffix(".txt").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, label in zip(axes, ("R-DPO", "DPO+LS")):
         for kind, marker in (("symmetric", "o"), ("bt", "s")):
