@@ -42,6 +42,14 @@ def _columns(data):
     )
 
 
+def _is_typed_content(content) -> bool:
+    """A message content in TRL's multimodal form: a non-empty list of parts ``{"type": ...}``, at least one
+    of them a non-empty text or an image."""
+    if not isinstance(content, list) or not content or not all(isinstance(p, dict) and "type" in p for p in content):
+        return False
+    return any(p["type"] == "image" or (p["type"] == "text" and str(p.get("text") or "").strip()) for p in content)
+
+
 def _check_value(value, column: str, row: int) -> str:
     """Validate one prompt/chosen/rejected cell; returns its kind, 'text' or 'chat'."""
     if isinstance(value, str):
@@ -59,6 +67,8 @@ def _check_value(value, column: str, row: int) -> str:
                 )
             if not isinstance(m["role"], str) or not m["role"].strip():
                 raise ValueError(f"column {column!r}, row {row}, message {j}: empty or non-string role {m['role']!r}")
+            if _is_typed_content(m["content"]):  # TRL's multimodal form: [{"type": "image"}, {"type": "text", ...}]
+                continue
             if not isinstance(m["content"], str) or not m["content"].strip():
                 raise ValueError(f"column {column!r}, row {row}, message {j}: empty or non-string content")
         # a completion is the assistant's turn: a chat template would render another role as a prompt turn
@@ -226,3 +236,79 @@ def annotator_ids(
     if bad:
         raise ValueError(f"{name} column {column!r}: id {values[bad[0]]} at row {bad[0]} is out of range [0, {k})")
     return values, names
+
+
+def validate_row(row: dict, index: int, *, name: str = "dataset", annotator_column: str = "annotator") -> str:
+    """The one validator on a single row (a streamed example): the cell checks of
+    :func:`validate_preferences` for ``prompt`` / ``chosen`` / ``rejected`` and the annotator cell; returns
+    the row's kind ('text' or 'chat'). Errors name the data set, the column and the row."""
+    missing = [c for c in REQUIRED if c not in row]
+    if missing:
+        raise ValueError(f"{name}: row {index}: missing column(s) {missing}; found {list(row)}")
+    try:
+        kinds = {_check_value(row[c], c, index) for c in REQUIRED}
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    if len(kinds) > 1:
+        raise ValueError(f"{name}: row {index}: mixes plain text and chat messages across prompt / chosen / rejected")
+    a = row.get(annotator_column)
+    if annotator_column in row and (isinstance(a, bool) or not isinstance(a, (str, int, np.integer))):
+        raise ValueError(f"{name}: column {annotator_column!r}, row {index}: expected str or int, got {a!r:.40}")
+    return kinds.pop()
+
+
+def validate_stream(
+    dataset,
+    id_column: str,
+    drop_identical: bool = True,
+    *,
+    column: str = "annotator",
+    names: list[str] | None = None,
+    num_annotators: int | None = None,
+    name: str = "dataset",
+):
+    """``(dataset, names)`` for a streamed (``datasets.IterableDataset``) set: every row is validated
+    (:func:`validate_row`) and given its integer annotator id in ``id_column`` as it streams, and identical
+    pairs are filtered out. The annotators must be known before the first row: without an annotator column
+    (judged on the first row) one virtual annotator; integer ids need ``num_annotators`` (K cannot be
+    inferred without reading the whole stream), or the training set's names; string names need the names
+    fixed by a map-style training set (a stream's names cannot be sorted before it ends): pass them as
+    ``names``, or map them to integer ids and give ``num_annotators``."""
+    first = next(iter(dataset), None)
+    if first is None:
+        raise ValueError(f"{name}: preference data is empty (0 rows)")
+    _check_annotator_column_name(list(first), column, name)
+    if column not in first:
+        if names is not None and names != [VIRTUAL_ANNOTATOR]:
+            raise ValueError(f"{name} has no {column!r} column, but the training set has annotators")
+        names = [VIRTUAL_ANNOTATOR]
+    elif names is None:
+        if isinstance(first[column], str):
+            raise ValueError(
+                f"{name}: a streamed set with string annotator names needs the names before its first row; map "
+                "them to integer ids 0..K-1 and set num_annotators=K, or train on a map-style Dataset"
+            )
+        if num_annotators is None:
+            raise ValueError(
+                f"{name}: a streamed set with integer annotator ids needs num_annotators (K cannot be inferred "
+                "without reading the whole stream)"
+            )
+        names = [str(i) for i in range(num_annotators)]
+    index = {n: i for i, n in enumerate(names)}
+    first_kind = validate_row(first, 0, name=name, annotator_column=column)
+
+    def check(row, i):
+        if validate_row(row, i, name=name, annotator_column=column) != first_kind:
+            raise ValueError(f"{name}: row {i} is not {first_kind} like row 0; all rows must be of one kind")
+        if column not in row:
+            return {id_column: 0}
+        a = row[column]
+        key = a if isinstance(a, str) else str(int(a))
+        if key not in index:
+            raise ValueError(f"{name} column {column!r}: annotator {a!r} at row {i} is not one of {names[:5]}")
+        return {id_column: index[key]}
+
+    dataset = dataset.map(check, with_indices=True)
+    if drop_identical:
+        dataset = dataset.filter(lambda row: row["chosen"] != row["rejected"])
+    return dataset, names

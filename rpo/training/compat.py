@@ -50,11 +50,89 @@ def skip_precompute(reference_free: bool) -> bool:
 
 
 def logps_only_head(model) -> None:
-    """DPOTrainer's fused head also computes entropy, mean logits and top-1 hits for its metrics; this
-    trainer logs none of them, so the head is re-patched to compute the log-probs only."""
+    """DPOTrainer's fused head also computes entropy, mean logits and top-1 hits for its metrics. On the
+    logits path the policy's fused head only serves the reference pass (PEFT with its adapter disabled),
+    where they would be discarded, so there it is re-patched to compute the log-probs only; on the fused
+    path DPOTrainer's head is kept and its extra outputs feed the same metrics as DPOTrainer's."""
     add_fused_lm_head(model.get_base_model() if is_peft_model(model) else model)
 
 
 def fused_head_is_fast(device) -> bool:
     """Whether TRL runs its fused LM head as a Triton kernel on ``device`` (CUDA, XPU): TRL's own dispatch."""
     return _use_triton(device)
+
+
+def head_dtype(model):
+    """The dtype of the model's LM head weight (float32 when it cannot be read)."""
+    import torch
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    return weight.dtype if weight is not None else torch.float32
+
+
+def use_fused_head(lm_head: str, model, accelerator) -> bool:
+    """``RobustConfig.lm_head`` resolved. ``auto``: TRL's fused head wherever the full-logits path would not
+    give DPOTrainer's log-probs: where TRL runs it as a Triton kernel, under mixed precision (autocast
+    computes the logits in bf16 / fp16, the fused head accumulates in float32) and for a model whose head
+    is not float32. A float32 model without autocast on the CPU keeps the logits path (the toy study's)."""
+    import torch
+
+    if lm_head != "auto":
+        return lm_head == "fused"
+    autocast = getattr(accelerator, "mixed_precision", "no") not in (None, "no")
+    return fused_head_is_fast(accelerator.device) or autocast or head_dtype(model) != torch.float32
+
+
+def is_vision_sample(example) -> bool:
+    """DPOTrainer's test for image data (``_is_vision_dataset``): it then skips ``_prepare_dataset``."""
+    return "image" in example or "images" in example
+
+
+def with_explicit_prompt(dataset):
+    """Implicit-prompt data (chosen / rejected hold the whole conversation, as Anthropic HH) through TRL's
+    own prompt extraction (``trl.data_utils.extract_prompt``, what ``DPOTrainer._prepare_dataset`` maps),
+    so that the validator sees the explicit prompt DPOTrainer trains on; explicit-prompt data unchanged."""
+    from trl.data_utils import extract_prompt
+
+    if dataset is None or isinstance(dataset, (list, tuple, str)):
+        return dataset
+    if isinstance(dataset, dict):
+        return {k: with_explicit_prompt(v) for k, v in dataset.items()}
+    first = next(iter(dataset), None)
+    if first is None or "prompt" in first or not {"chosen", "rejected"} <= set(first):
+        return dataset
+
+    def extract(example, i):
+        out = extract_prompt(example)
+        if not out["prompt"] or (isinstance(out["prompt"], str) and not out["prompt"].strip()):
+            raise ValueError(
+                f"row {i}: no 'prompt' column, and chosen / rejected share no prefix to take as the implicit "
+                "prompt (TRL's extract_prompt); give a prompt column"
+            )
+        return out
+
+    return dataset.map(extract, with_indices=True)
+
+
+def is_streamed(dataset) -> bool:
+    """Whether ``dataset`` is a ``datasets.IterableDataset`` (streamed: validated and mapped row by row)."""
+    from datasets import IterableDataset
+
+    return isinstance(dataset, IterableDataset)
+
+
+def raw_splits(train_dataset, eval_dataset, validate):
+    """The datasets as the trainer receives them, made ready for the validator: implicit-prompt data through
+    :func:`with_explicit_prompt`; image data, for which DPOTrainer skips ``_prepare_dataset`` (so the trainer's
+    validation and annotator mapping would never run), through ``validate(dataset, name, drop_identical)``
+    here, its annotator ids then carried by TRL's vision collator (``_signature_columns``)."""
+    train_dataset, eval_dataset = with_explicit_prompt(train_dataset), with_explicit_prompt(eval_dataset)
+    if train_dataset is None or not is_vision_sample(next(iter(train_dataset))):
+        return train_dataset, eval_dataset
+    train_dataset = validate(train_dataset, "train", True)
+    if isinstance(eval_dataset, dict):
+        eval_dataset = {k: validate(d, k, True) for k, d in eval_dataset.items()}
+    elif eval_dataset is not None:
+        eval_dataset = validate(eval_dataset, "eval", True)
+    return train_dataset, eval_dataset

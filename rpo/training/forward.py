@@ -9,6 +9,7 @@ where TRL runs it as a Triton kernel (CUDA), elsewhere the full logits as CPOTra
 
 from __future__ import annotations
 
+import torch
 from accelerate.utils import is_peft_model
 from trl.trainer.utils import selective_log_softmax
 
@@ -67,3 +68,41 @@ def forward(trainer, model, inputs: dict, *, fused: bool, reference_free: bool):
     logps, model_kwargs, outputs = policy_logps(model, inputs, fused=fused, router_logits=trainer.aux_loss_enabled)
     ref = (None, None) if reference_free else reference_logps(trainer, inputs)
     return (*logps, *ref), model_kwargs, outputs
+
+
+def _logits_token_stats(logits, targets):
+    """Per-token entropy, mean logit and top-1 hit from full logits (B, T, V), as TRL's fused head computes
+    them (``trl.kernels.chunked_logprob``), one row at a time so that no second (B, T, V) tensor is held."""
+    entropy, mean_logits, is_top1 = [], [], []
+    for row, target in zip(logits, targets):
+        row = row.float()
+        logp = row.log_softmax(dim=-1)
+        entropy.append(-(logp.exp() * logp).sum(dim=-1))
+        mean_logits.append(row.mean(dim=-1))
+        is_top1.append(row.argmax(dim=-1) == target)
+    return torch.stack(entropy), torch.stack(mean_logits), torch.stack(is_top1)
+
+
+@torch.no_grad()
+def token_stats(outputs, inputs: dict, *, fused: bool) -> torch.Tensor:
+    """DPOTrainer's token metrics as per-pair sums, (B, 8): entropy and token count over chosen + rejected,
+    chosen / rejected mean-logit sums and token counts, chosen top-1 hits, attention tokens of the pair.
+    The fused path reads the head's own outputs (DPOTrainer's); the logits path derives them from the
+    logits it already has. Summed on the host by :func:`rpo.training.metrics.log_token_stats`."""
+    mask = inputs["completion_mask"][:, 1:]
+    seq_len = mask.size(1)
+    if fused:
+        entropy, mean_logits, is_top1 = (
+            getattr(outputs, k)[:, -seq_len:] for k in ("entropy", "mean_logits", "is_top1")
+        )
+    else:
+        entropy, mean_logits, is_top1 = _logits_token_stats(outputs.logits[:, :-1], inputs["input_ids"][:, 1:])
+    mask_f = mask.to(entropy.dtype)
+    ent, tok = (entropy.float() * mask_f).sum(1), mask.sum(1).float()
+    logit_sum = (mean_logits.float() * mask_f).sum(1)
+    top1 = (is_top1.bool() & mask.bool()).sum(1).float()
+    attn = inputs["attention_mask"].sum(1).float()
+    (ent_c, ent_r), (tok_c, tok_r) = ent.chunk(2), tok.chunk(2)
+    (logit_c, logit_r), (attn_c, attn_r) = logit_sum.chunk(2), attn.chunk(2)
+    top1_c = top1.chunk(2)[0]
+    return torch.stack([ent_c + ent_r, tok_c + tok_r, logit_c, tok_c, logit_r, tok_r, top1_c, attn_c + attn_r], 1)

@@ -17,7 +17,8 @@ def score_pass(trainer, dataset, batch_size, score, desc: str) -> list[torch.Ten
     from rpo.core.losses import pair_losses
 
     keep = ["prompt_ids", "chosen_ids", "rejected_ids", ANNOTATOR_ID, "ref_chosen_logps", "ref_rejected_logps"]
-    dataset = dataset.select_columns([c for c in keep if c in dataset.column_names])
+    if dataset.column_names is not None:  # a mapped IterableDataset may not know its columns
+        dataset = dataset.select_columns([c for c in keep if c in dataset.column_names])
     loader = DataLoader(
         dataset,
         batch_size=batch_size or trainer.args.per_device_eval_batch_size,

@@ -35,13 +35,13 @@ from trl import DPOTrainer
 
 from rpo.core.objectives import OBJECTIVES, ObjectiveContext, objective_key
 from rpo.core.reliability import ReliabilityTracker
-from rpo.data.schema import annotator_ids, identical_rows, validate_preferences
+from rpo.data.schema import annotator_ids, identical_rows, validate_preferences, validate_stream
 from rpo.io import atomic_write_json, read_json
 from rpo.training import checkpoints, compat
 from rpo.training.collator import ANNOTATOR_ID, RobustCollator
 from rpo.training.config import RobustConfig
-from rpo.training.forward import forward
-from rpo.training.metrics import gather_columns, log_batch
+from rpo.training.forward import forward, token_stats
+from rpo.training.metrics import TOKEN_STATS, gather_columns, log_batch, log_token_stats
 from rpo.training.scoring import score_pass
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ class RobustTrainer(DPOTrainer):
         self._cfg = args  # Trainer sets self.args only after DPOTrainer has prepared the datasets
         self.annotator_names: list[str] | None = None
         self.num_identical_skipped: dict[str, int] = {}
+        # implicit prompts extracted as TRL does, image data (which DPOTrainer does not prepare) validated here
+        train_dataset, eval_dataset = compat.raw_splits(train_dataset, eval_dataset, self._validate)
         # the data's mistakes are named here, before TRL peeks at the first row (an empty set would end in
         # a bare StopIteration inside DPOTrainer.__init__)
         for split, data in (("train", train_dataset), ("eval", eval_dataset)):
@@ -113,11 +115,10 @@ class RobustTrainer(DPOTrainer):
             )
         if self._reference_free:
             self.precompute_ref_logps = False
-        self.data_collator = RobustCollator(self.data_collator)
-        compat.logps_only_head(self.model)
-        self.fused_head = args.lm_head == "fused" or (
-            args.lm_head == "auto" and compat.fused_head_is_fast(self.accelerator.device)
-        )
+        self.data_collator = RobustCollator(self.data_collator, 0 if len(self.annotator_names) == 1 else None)
+        self.fused_head = compat.use_fused_head(args.lm_head, self.model, self.accelerator)
+        if not self.fused_head:  # the fused path keeps DPOTrainer's head: its extra outputs feed the metrics
+            compat.logps_only_head(self.model)
         self._objective = OBJECTIVES[objective_key(self.method.objective, args.objective)]
         self.reliability = ReliabilityTracker(
             self.annotator_names,
@@ -150,11 +151,13 @@ class RobustTrainer(DPOTrainer):
 
     def _check_dataset(self, dataset, name: str, need_preference: bool) -> None:
         """The one validator (:func:`rpo.data.schema.validate_preferences`) on a map-style Dataset."""
-        from datasets import Dataset
+        from datasets import Dataset, IterableDataset
 
+        if isinstance(dataset, IterableDataset):
+            return  # validated row by row as it streams (_validate)
         if not isinstance(dataset, Dataset):
             raise TypeError(
-                f"RobustTrainer needs a map-style datasets.Dataset for {name}, got {type(dataset).__name__}"
+                f"RobustTrainer needs a datasets.Dataset or IterableDataset for {name}, got {type(dataset).__name__}"
             )
         validate_preferences(
             dataset,
@@ -164,14 +167,14 @@ class RobustTrainer(DPOTrainer):
         )
 
     def _validate(self, dataset, name: str, drop_identical: bool):
+        dataset = compat.with_explicit_prompt(dataset)
+        ids_of = dict(column=self._cfg.annotator_column, names=self.annotator_names, name=f"{name} dataset")
+        ids_of["num_annotators"] = self._cfg.num_annotators
+        if compat.is_streamed(dataset):  # validated and mapped row by row as it streams
+            dataset, self.annotator_names = validate_stream(dataset, ANNOTATOR_ID, drop_identical, **ids_of)
+            return dataset
         self._check_dataset(dataset, name, need_preference=drop_identical)
-        ids, self.annotator_names = annotator_ids(
-            dataset,
-            column=self._cfg.annotator_column,
-            names=self.annotator_names,
-            num_annotators=self._cfg.num_annotators,
-            name=f"{name} dataset",
-        )
+        ids, self.annotator_names = annotator_ids(dataset, allow_gaps=False, **ids_of)
         if ANNOTATOR_ID in dataset.column_names:
             dataset = dataset.remove_columns(ANNOTATOR_ID)
         dataset = dataset.add_column(ANNOTATOR_ID, ids)
@@ -189,10 +192,15 @@ class RobustTrainer(DPOTrainer):
             self.num_identical_skipped[name] = len(identical)
         return dataset
 
+    def compute_ref_log_probs(self, model, inputs):
+        """TRL's reference pass without the annotator ids (they never reach ``model.forward``)."""
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != ANNOTATOR_ID})
+
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = self._validate(dataset, dataset_name, drop_identical=True)
         dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
-        if len(dataset) == 0:  # TRL's truncation / filtering left nothing (a sampler error would follow)
+        # TRL's truncation / filtering left nothing (a sampler error would follow)
+        if not compat.is_streamed(dataset) and len(dataset) == 0:
             raise ValueError(
                 f"{dataset_name} dataset: no pair is left after tokenisation (max_length={args.max_length}, "
                 f"max_prompt_length={getattr(args, 'max_prompt_length', None)}); raise them or shorten the data"
@@ -232,11 +240,16 @@ class RobustTrainer(DPOTrainer):
         )
         per_example, w = self._objective(logps, ctx)
         loss = per_example.mean()
-        if self.aux_loss_enabled:
+        if self.aux_loss_enabled:  # MoE: added and logged as DPOTrainer does
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item())
         feed_eq7 = w is not None and mode == "train" and self.args.eta_update in ("batch", "count")
-        columns = gather_columns(self.accelerator, self.beta, logps, w, ids if feed_eq7 else None)
+        stats = token_stats(outputs, inputs, fused=self.fused_head)  # in the same gather: no extra host sync
+        columns = gather_columns(self.accelerator, self.beta, logps, w, ids if feed_eq7 else None, stats)
+        columns, stats = columns[:-TOKEN_STATS], columns[-TOKEN_STATS:]
         log_batch(self._metrics[mode], columns, with_w=w is not None)
+        tokens = log_token_stats(self._metrics[mode], stats, self._total_train_tokens, mode == "train", self._tp_size)
+        self._total_train_tokens = tokens
         if feed_eq7 and columns:
             self.reliability.add(columns[4], columns[5])
         if return_outputs:  # TRL's eval path asks for logits; the fused head built none (as DPOTrainer does)
@@ -254,8 +267,8 @@ class RobustTrainer(DPOTrainer):
 
     def _end_of_epoch(self) -> None:
         if self.method.robust and self.args.eta_update == "epoch":
-            ids = torch.tensor(self.train_dataset[ANNOTATOR_ID], dtype=torch.long)
-            self.reliability.full_update(self.label_confidences(), ids)
+            w, ids = self._score_pass(None, None, self._e_step, "E-step (eq. 4)")  # ids from the pass: streams too
+            self.reliability.full_update(w, ids.long())
             self._log_eta()
         if self.args.refit_eta == "epoch":
             self.fit_reliability()
@@ -303,6 +316,12 @@ class RobustTrainer(DPOTrainer):
             for name, value in zip(self.annotator_names, self.eta.tolist()):
                 self._metrics["train"][f"eta/{name}"] = [value]
 
+    def _e_step(self, loss_wl, loss_lw, ids):
+        from rpo.core.em import e_step
+
+        ids = ids.to(loss_wl.device)
+        return e_step(loss_wl, loss_lw, self.reliability.eta_of(ids)), ids
+
     @torch.no_grad()
     def label_confidences(self, dataset=None, batch_size: int | None = None) -> torch.Tensor:
         """Full E-step (eq. 4): ``w`` (N,) float, the posterior that each row's label is correct.
@@ -311,12 +330,7 @@ class RobustTrainer(DPOTrainer):
         (prompt/chosen/rejected[/annotator]) is validated and tokenised first, and every row is kept (an
         identical pair gets ``w = eta``). Runs in eval mode, sharded over processes, gathered in order.
         """
-        from rpo.core.em import e_step
-
-        def score(loss_wl, loss_lw, ids):
-            return e_step(loss_wl, loss_lw, self.reliability.eta_of(ids.to(loss_wl.device)))
-
-        return self._score_pass(dataset, batch_size, score, "E-step (eq. 4)")[0]
+        return self._score_pass(dataset, batch_size, self._e_step, "E-step (eq. 4)")[0]
 
     @torch.no_grad()
     def log_odds(self, dataset=None, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -368,8 +368,10 @@ def test_resume_refuses_a_checkpoint_without_eta(tok, pairs, tmp_path):
 # ---- bad input ---------------------------------------------------------------------------------------------
 def test_bad_datasets_get_clear_errors(tok, pairs, tmp_path):
     ds = pairs(8)
-    with pytest.raises(ValueError, match=r"missing column\(s\) \['prompt'\]"):
-        make(tok, ds.remove_columns("prompt"), tmp_path, "simpo")
+    with pytest.raises(ValueError, match=r"no 'prompt' column, and chosen / rejected share no prefix"):
+        make(tok, ds.remove_columns("prompt"), tmp_path, "simpo")  # read as implicit-prompt data, as TRL does
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['rejected'\]"):
+        make(tok, ds.remove_columns("rejected"), tmp_path, "simpo")
     with pytest.raises(ValueError, match=r"train dataset: column 'rejected', row 2: empty string"):
         make(
             tok,
