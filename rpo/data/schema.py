@@ -69,6 +69,8 @@ def _check_value(value, column: str, row: int) -> str:
                 raise ValueError(f"column {column!r}, row {row}, message {j}: empty or non-string role {m['role']!r}")
             if _is_typed_content(m["content"]):  # TRL's multimodal form: [{"type": "image"}, {"type": "text", ...}]
                 continue
+            if m.get("tool_calls") and isinstance(m["content"], (str, type(None))):  # a tool call may have no text
+                continue
             if not isinstance(m["content"], str) or not m["content"].strip():
                 raise ValueError(f"column {column!r}, row {row}, message {j}: empty or non-string content")
         # a completion is the assistant's turn: a chat template would render another role as a prompt turn

@@ -58,6 +58,13 @@ def rows(n=8, fmt="standard", annotators=False):
             row["rejected"] = [{"role": "assistant", "content": r}]
             if fmt == "conversational_implicit":
                 row = {"chosen": user + row["chosen"], "rejected": user + row["rejected"]}
+            if fmt == "conversational_tools":  # a tool call and its answer in the prompt, and the tools column
+                call = {"type": "function", "function": {"name": "lookup", "arguments": {"word": WORDS[i % 8]}}}
+                row["prompt"] = user + [
+                    {"role": "assistant", "content": "", "tool_calls": [call]},
+                    {"role": "tool", "name": "lookup", "content": WORDS[(i + 2) % 8]},
+                ]
+                row["tools"] = '[{"type": "function", "function": {"name": "lookup", "parameters": {}}}]'
         if annotators:
             row["annotator"] = ["ann", "bob"][i % 2]
         out.append(row)
@@ -125,7 +132,9 @@ def assert_same_logs(dpo_logs, rpo_logs, rtol=1e-4):
 
 
 # ---- dataset formats: standard / conversational, explicit / implicit prompt, tool calls
-@pytest.mark.parametrize("fmt", ["standard", "standard_implicit", "conversational", "conversational_implicit"])
+@pytest.mark.parametrize(
+    "fmt", ["standard", "standard_implicit", "conversational", "conversational_implicit", "conversational_tools"]
+)
 def test_dataset_formats_train_like_dpo(tok, tmp_path, fmt):
     dpo, rob = pair(tok, tmp_path, lambda: Dataset.from_list(rows(8, fmt)))
     assert_same_logs(train_logs(dpo), train_logs(rob))
