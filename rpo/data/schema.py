@@ -185,13 +185,17 @@ def annotator_ids(
     names: list[str] | None = None,
     num_annotators: int | None = None,
     name: str = "dataset",
+    allow_gaps: bool = True,
 ) -> tuple[list[int], list[str]]:
     """``(ids, names)``: an integer id in [0, K) for every row, and the K annotator names.
 
     ``names=None`` fixes the mapping (do it on the training set): string names map to ids in sorted
     order; integer ids are kept, K = ``num_annotators`` or max id + 1; no ``column``: one virtual
     annotator. Given ``names`` (another split of the same run), rows are mapped onto them and an unknown
-    annotator is an error naming the row."""
+    annotator is an error naming the row. Refused: a column mixing string names and integer ids, and, with
+    ``allow_gaps=False`` (the trainer's), integer ids with gaps when K is inferred (ids 0, 1, 5 would make
+    annotators 2-4 with no label, whose eta never moves from eta0; give ``num_annotators`` to mean that, or
+    use names)."""
     cols, get = _columns(data)
     if column not in cols:
         if names is None:
@@ -217,6 +221,15 @@ def annotator_ids(
                 f"{name} column {column!r}: annotators {unknown[:5]} not in the training set (first at row {row})"
             )
         return [index[v] for v in values], names
+    if str in kinds:
+        first_str = next(i for i, v in enumerate(values) if isinstance(v, str))
+        ints = (i for i, v in enumerate(values) if isinstance(v, (int, np.integer)) and not isinstance(v, bool))
+        first_int = next(ints, None)
+        if first_int is not None:
+            raise ValueError(
+                f"{name} column {column!r} must hold integer ids or string names, not both: row {first_str} "
+                f"holds {values[first_str]!r}, row {first_int} holds {values[first_int]!r}"
+            )
     bad = [i for i, v in enumerate(values) if isinstance(v, bool) or not isinstance(v, (int, np.integer))]
     if bad:
         raise ValueError(
@@ -233,6 +246,13 @@ def annotator_ids(
     if names is None:
         k = num_annotators or (max(values) + 1 if values else 1)
         names = [str(i) for i in range(k)]
+        gaps = sorted(set(range(min(k, max(values, default=-1) + 1))) - set(values))
+        if gaps and num_annotators is None and not allow_gaps:
+            raise ValueError(
+                f"{name} column {column!r}: integer ids have gaps, {len(gaps)} of 0..{k - 1} have no row "
+                f"(first {gaps[:5]}): their eta could never move. Renumber the ids 0..K-1, use string "
+                "names, or set num_annotators=K to keep annotators without labels"
+            )
     k = len(names)
     bad = [i for i, v in enumerate(values) if not 0 <= v < k]
     if bad:

@@ -134,3 +134,10 @@ def test_count_update_resumes_bit_exactly(tok, pairs, tmp_path):
     resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-3"))
     assert torch.allclose(resumed.eta, full.eta, atol=1e-12, rtol=0), (resumed.eta, full.eta)
     assert resumed.reliability.seen == full.reliability.seen and sum(full.reliability.seen) == 24
+
+
+def test_trainer_refuses_integer_ids_with_gaps(tok, pairs, tmp_path):
+    ds = pairs(8).add_column("annotator", [0, 3] * 4)
+    with pytest.raises(ValueError, match=r"integer ids have gaps.*\[1, 2\].*num_annotators"):
+        make(tok, ds, tmp_path)
+    assert make(tok, ds, tmp_path, num_annotators=4).annotator_names == ["0", "1", "2", "3"]
