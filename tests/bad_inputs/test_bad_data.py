@@ -32,7 +32,7 @@ USER, ASSISTANT = chat("user"), chat("assistant")
 SCHEMA_CASES = [
     ("missing-column", {"chosen": ["a"], "rejected": ["b"]}, {}, ["missing column(s) ['prompt']"]),
     ("zero-rows", rows(0), {}, ["empty (0 rows)"]),
-    ("none-cell", rows(prompt=[None, "a", "b", "c"]), {}, ["column 'prompt', row 0", "NoneType"]),
+    ("none-cell", rows(prompt=[None, "a", "b", "c"]), {}, ["column 'prompt', row 0"]),
     ("int-cell", rows(chosen=["a", "b", 3, "d"]), {}, ["column 'chosen', row 2", "got int"]),
     ("blank-cell", rows(rejected=["a", "b", "c", "  "]), {}, ["column 'rejected', row 3: empty string"]),
     ("ragged-columns", rows(chosen=["a", "b", "c"]), {}, ["column 'chosen' has 3 rows, expected 4"]),
@@ -100,7 +100,7 @@ SCHEMA_CASES = [
     ("annotator-float", rows(annotator=[0.5] * 4), {}, ["column 'annotator', row 0", "got float"]),
     ("annotator-bool", rows(annotator=[True] * 4), {}, ["column 'annotator', row 0", "got bool"]),
     ("annotator-blank", rows(annotator=["a", " ", "a", "a"]), {}, ["column 'annotator', row 1: empty string"]),
-    ("annotator-none", rows(annotator=["a", None, "a", "a"]), {}, ["column 'annotator', row 1", "NoneType"]),
+    ("annotator-none", rows(annotator=["a", None, "a", "a"]), {}, ["column 'annotator', row 1"]),
     ("list-of-non-dicts", [{"prompt": "a", "chosen": "b", "rejected": "c"}, ["x"]], {}, ["row 1: expected a dict"]),
     ("data-a-string", "prompt,chosen,rejected", {}, ["unsupported preference data type str"]),
 ]
