@@ -42,6 +42,11 @@ def _columns(data):
     )
 
 
+def _is_missing(value) -> bool:
+    """None or a float NaN: what JSON nulls, absent keys and empty CSV / parquet cells become."""
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def _is_typed_content(content) -> bool:
     """A message content in TRL's multimodal form: a non-empty list of parts ``{"type": ...}``, at least one
     of them a non-empty text or an image."""
@@ -52,6 +57,8 @@ def _is_typed_content(content) -> bool:
 
 def _check_value(value, column: str, row: int) -> str:
     """Validate one prompt/chosen/rejected cell; returns its kind, 'text' or 'chat'."""
+    if _is_missing(value):
+        raise ValueError(f"column {column!r}, row {row}: missing value")
     if isinstance(value, str):
         if not value.strip():
             raise ValueError(f"column {column!r}, row {row}: empty string")
@@ -135,6 +142,8 @@ def validate_preferences(
     _check_annotator_column_name(cols, annotator_column, name)
     if annotator_column in cols:
         for i, a in enumerate(get(annotator_column)):
+            if _is_missing(a):
+                raise ValueError(f"{name}: column {annotator_column!r}, row {i}: missing value")
             if isinstance(a, bool) or not isinstance(a, (str, int, np.integer)):
                 raise ValueError(
                     f"{name}: column {annotator_column!r}, row {i}: expected str or int, got {type(a).__name__}"
