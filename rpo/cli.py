@@ -7,6 +7,7 @@
     rpo runs [--profile toy] [--grid reduced]   # the run index: run id -> notebook, parameters, status, cells fed
     rpo reproduce            # what `make reproduce` runs: rpo run --profile toy, then rpo tables
     rpo eval ...             # the evaluation harnesses (rpo.evaluate.cli)
+    rpo audit DATA --model DIR --out DIR [...]   # mislabelled pairs and unreliable annotators (rpo.audit.cli)
 
 ``--root DIR`` (or ``$RPO_HOME``) is the project folder holding notebooks/, papermill_runs/, results/ and
 recipes/ (default: the checkout the package was installed from, else the current folder; rpo.paths).
@@ -188,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluation harnesses: AlpacaEval 2, Arena-Hard (rpo.evaluate)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_eval)
+
+    from rpo.audit.cli import add_subparser as add_audit  # argparse only: torch loads when it runs
+
+    add_audit(sub)
     return parser
 
 

@@ -30,7 +30,8 @@ def score_pass(trainer, dataset, batch_size, score, desc: str) -> list[torch.Ten
     trainer.model.eval()
     out = []
     try:
-        for batch in tqdm(loader, desc=desc, disable=not trainer.accelerator.is_local_main_process):
+        quiet = trainer.args.disable_tqdm or not trainer.accelerator.is_local_main_process
+        for batch in tqdm(loader, desc=desc, disable=quiet):
             logps, _, _ = trainer._forward(model, batch)
             loss_wl, loss_lw = pair_losses(trainer.args.pref_loss, *logps, **trainer._loss_options())
             parts = score(loss_wl, loss_lw, batch[ANNOTATOR_ID])
