@@ -128,7 +128,8 @@ def raw_splits(train_dataset, eval_dataset, validate):
     validation and annotator mapping would never run), through ``validate(dataset, name, drop_identical)``
     here, its annotator ids then carried by TRL's vision collator (``_signature_columns``)."""
     train_dataset, eval_dataset = with_explicit_prompt(train_dataset), with_explicit_prompt(eval_dataset)
-    if train_dataset is None or not is_vision_sample(next(iter(train_dataset))):
+    first = next(iter(train_dataset), None) if train_dataset is not None else None
+    if first is None or not is_vision_sample(first):  # an empty set is named by the validator, not a StopIteration
         return train_dataset, eval_dataset
     train_dataset = validate(train_dataset, "train", True)
     if isinstance(eval_dataset, dict):
