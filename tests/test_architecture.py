@@ -159,3 +159,9 @@ def test_public_api():
         "METHODS",
     ):
         assert getattr(rpo, name) is not None
+
+
+def test_test_files_have_unique_basenames():
+    # pytest's default import mode puts each test folder on sys.path: two test_x.py would collide
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
