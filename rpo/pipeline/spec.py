@@ -128,4 +128,12 @@ def analysis_steps(profile: str, grid: str) -> tuple[Step, ...]:
         Step("03_ablations", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
         Step("04_reliability", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
         Step("05_evaluate", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
-    )
+    ) + (audit_steps(grid) if profile == "toy" else ())
+
+
+def audit_steps(grid: str) -> tuple[Step, ...]:
+    """``07_audit`` (issue 14): ``rpo audit`` on the learnable set with known flips, from the untrained toy model;
+    about 40 s on one core (the reduced grid audits 300 pairs instead of 600)."""
+    figures = "../results" if grid == "full" else ""
+    params = {"figure_dir": figures} if grid == "full" else {"figure_dir": figures, "n_pairs": 300}
+    return (Step("07_audit", params, stage=0),)

@@ -319,6 +319,7 @@ def test_only_the_full_grid_writes_into_results():
         steps = {s.notebook: s for s in get_profile("toy", grid).steps}
         assert steps["00_derivations"].params["figure_dir"] == expected
         assert steps["01_data"].params["figure_dir"] == expected
+        assert steps["07_audit"].params["figure_dir"] == expected
 
 
 def test_saved_figures_are_byte_stable(tmp_path):

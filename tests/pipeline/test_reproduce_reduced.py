@@ -21,7 +21,15 @@ def test_reduced_toy_study_regenerates_every_table(tmp_path, reduced_toy_run):
         for p in run_dir_of("toy", "reduced", runs).glob("*.json")
         if p.name != "plan.json"
     }
-    assert notebooks == {"00_derivations", "01_data", "02_train", "03_ablations", "04_reliability", "05_evaluate"}
+    assert notebooks == {
+        "00_derivations",
+        "01_data",
+        "02_train",
+        "03_ablations",
+        "04_reliability",
+        "05_evaluate",
+        "07_audit",
+    }
 
     manifest = build("toy", grid="reduced", runs_root=runs, results_dir=tmp_path / "results")
     profile = get_profile("toy", "reduced")
