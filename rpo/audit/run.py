@@ -259,7 +259,10 @@ def _rows(fold: np.ndarray, f: int) -> list[int]:
 
 def _load_models(model_ref, ref_ref, wit_ref, settings) -> dict:
     base, tok = witness.load(model_ref, seed=settings.seed)
-    ref = witness.load(ref_ref)[0] if ref_ref else copy.deepcopy(base)
+    if settings.loss in ("simpo", "cpo"):
+        ref = None  # reference-free: no copy of the model held
+    else:
+        ref = witness.load(ref_ref)[0] if ref_ref else copy.deepcopy(base)
     out = {"base": base, "tok": tok, "ref": ref}
     if wit_ref is not None:
         out["witness"] = witness.load(wit_ref)[0]

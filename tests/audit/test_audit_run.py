@@ -265,3 +265,11 @@ def test_model_folders_are_checked_before_anything(tmp_path, capsys):
     )
     assert "no config.json" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("loss", ["ipo", "simpo", "cpo"])
+def test_every_base_loss_gives_a_witness(tmp_path, flips, loss):
+    public = flips.remove_columns(HIDDEN).select(range(48))
+    res = audit(public, model="toy", loss=loss, **dict(FAST, epochs=0.5))
+    assert res.summary["witness"] == f"R-{loss.upper()}" and np.isfinite(res.pairs["d"]).all()
+    assert (res.pairs["d"] != 0).any()
