@@ -40,8 +40,12 @@ class ReliabilityTracker:
         self.alpha = alpha
         self.update = update
         self.prior_strength = count_prior_strength(alpha) if prior_strength is None else float(prior_strength)
-        if not self.prior_strength > 0:  # also refuses NaN
-            raise ValueError(f"prior_strength must be > 0, got {prior_strength}")
+        # only the count rule reads n0; at alpha = 1 its default is 0, which eq. 7 (update="ema") never uses
+        if update == "count" and not self.prior_strength > 0:  # also refuses NaN
+            raise ValueError(
+                f"prior_strength must be > 0 for the count update, got {self.prior_strength} "
+                f"(alpha={alpha}, prior_strength={prior_strength})"
+            )
         self.device = device if device is not None else torch.device("cpu")
         self.eta = init_eta(len(self.names), eta0)
         self.seen = [0] * len(self.names)  # labels seen so far per annotator (the count rule's N_k)

@@ -88,3 +88,18 @@ def test_tracker_errors():
     ema = ReliabilityTracker(["a"], 0.9, 0.1)
     ema.load_state_dict({"names": ["a"], "eta": [0.8]})  # an eq. 7 state from before the counts: still fine
     assert ema.eta.item() == 0.8 and ema.seen == [0]
+
+
+def test_eq7_tracker_accepts_alpha_one():
+    """Table 3's alpha = 1.0 (eta set to the batch mean each step): the count rule's default n0 is 0 there,
+    which the EMA tracker must not refuse (a toy-study run failed on this)."""
+    from rpo.core.reliability import ReliabilityTracker
+
+    t = ReliabilityTracker(["a"], 0.9, 1.0)
+    t.add([0.4, 0.6], [0, 0])
+    t.step()
+    assert t.eta.tolist() == [0.5]
+    import pytest
+
+    with pytest.raises(ValueError, match="count update"):
+        ReliabilityTracker(["a"], 0.9, 1.0, update="count")
