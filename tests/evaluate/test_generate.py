@@ -65,5 +65,5 @@ def test_arenahard_answers_greedy_batched_equals_unbatched(toy, tmp_path):
     read = formats.read_answers(tmp_path / "b3" / "toy.jsonl")
     assert list(read) == [q["question_id"] for q in qs]
     rec = read["q0"]
-    assert set(rec) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+    assert set(rec) == {"question_id", "answer_id", "model_id", "choices", "tstamp", "question_hash"}
     assert rec["choices"][0]["index"] == 0 and 1 <= rec["choices"][0]["turns"][0]["token_len"] <= 5
