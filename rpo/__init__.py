@@ -8,36 +8,10 @@ The math core is imported eagerly; the TRL trainer lazily, because importing TRL
 """
 
 from rpo import _deprecated
-from rpo.core.em import (
-    e_step,
-    e_step_and_loss,
-    em_operator,
-    ema_update,
-    full_update,
-    init_eta,
-    preference_log_probs,
-    rpo_loss,
-)
-from rpo.core.losses import LOSSES, pair_losses
-from rpo.core.methods import METHODS
-from rpo.core.reliability import ReliabilityTracker
+from rpo.core import *  # noqa: F403  (the math core's public names, stated once in rpo.core.__all__)
+from rpo.core import __all__ as _core_names
 
-__all__ = [
-    "LOSSES",
-    "METHODS",
-    "ReliabilityTracker",
-    "pair_losses",
-    "preference_log_probs",
-    "e_step",
-    "e_step_and_loss",
-    "rpo_loss",
-    "ema_update",
-    "full_update",
-    "em_operator",
-    "init_eta",
-    "RobustConfig",
-    "RobustTrainer",
-]
+__all__ = [*_core_names, "RobustConfig", "RobustTrainer"]  # noqa: F405  (the last two are lazy, below)
 
 __version__ = "0.1.0"
 
