@@ -51,12 +51,6 @@ def _methods(ceilings: bool) -> dict:
     return out
 
 
-def _world_config(dial: str):
-    from rpo.toy.world import WorldConfig, dial_world
-
-    return WorldConfig() if dial == "today" else dial_world(float(dial))
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dials", nargs="+", default=["today", "0", "0.5", "0.75"])  # 4 levels
@@ -73,7 +67,7 @@ def main():
 
     from rpo.toy.settings import DIAL_SETTINGS
     from rpo.toy.study import train_and_measure
-    from rpo.toy.world import build_world
+    from rpo.toy.world import build_world, world_config
 
     settings = DIAL_SETTINGS if a.max_steps is None else replace(DIAL_SETTINGS, max_steps=a.max_steps)
     methods = _methods(a.ceilings)
@@ -90,7 +84,7 @@ def main():
     for seed in range(0 if a.summary_only else a.seeds):  # seed-major: a stopped run leaves whole seeds of the map
         for dial, noise, kind in cells:
             if dial not in worlds:
-                worlds[dial] = build_world(_world_config(dial), progress=False)
+                worlds[dial] = build_world(world_config(dial), progress=False)
             for label, m in methods.items():
                 key = (dial, noise, kind, label, seed, settings.max_steps)
                 if key in done:

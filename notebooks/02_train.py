@@ -21,7 +21,9 @@
 # A config (see `rpo.pipeline.profiles.DEFAULTS`): `method` (dpo, ipo, simpo, cpo; cdpo, rdpo), `robust` (the R-
 # version, Algorithm 1), `layout` (single: one annotator at `noise`; two: annotator 1 clean, annotator 2
 # at `noise`, section 5.4), `eta0`, `alpha` (eq. 7), `eta_update` (batch: eq. 7; epoch: eq. 6),
-# `objective` (gibbs: eq. 5; weighted), and `seeds`.
+# `objective` (gibbs: eq. 5; weighted), and `seeds`; on the toy world also `labels` (noisy; true: the
+# ceiling; filtered: the flipped pairs removed), `dial` (today's world or a level of the witness-dial family,
+# issue 12) and `beta` (None: the profile's).
 #
 # Metrics per (config, seed), toy world (the oracle is the judge): `clean_acc` (clean preference
 # accuracy on test pairs), `win_rate` against the reference policy on held-out prompts, `mean_reward`,
@@ -41,6 +43,9 @@ configs = [
         "alpha": 0.1,
         "eta_update": "batch",
         "objective": "gibbs",
+        "labels": "noisy",
+        "dial": "today",
+        "beta": None,
         "seeds": [0],
     }
 ]
@@ -67,7 +72,7 @@ import os
 import torch
 
 from rpo import paths
-from rpo.core.methods import label as method_label
+from rpo.pipeline.profiles import row_label
 from rpo.pipeline.provenance import config_hash, write_metrics
 
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))  # the pipeline sets it per profile
@@ -116,19 +121,23 @@ if train_command:
 if not train_command:
     from rpo.toy.settings import TrainSettings
     from rpo.toy.study import train_and_measure
-    from rpo.toy.world import WorldConfig, build_world
+    from rpo.toy.world import build_world, world_config
 
-    world = build_world(WorldConfig(), progress=False)
+    worlds = {}  # a config's `dial` names its world (today's, or a level of the witness-dial family)
     settings = TrainSettings.from_params(**settings_params)
-    print(f"world {world.path.name}: {len(world.train)} train / {len(world.test)} test pairs; {settings}")
+    print(settings)
     policy_root = paths.policies() if policy_dir is None else policy_dir
     for c, seed in each_training():
         keep = (
             paths.policy_path(policy_root, profile, grid, config_hash(c), seed) if policy_root and seed == 0 else None
         )
-        m = train_and_measure(world, c, seed, settings, save_policy=keep)
+        if c["dial"] not in worlds:
+            worlds[c["dial"]] = world = build_world(world_config(c["dial"]), progress=False)
+            print(f"dial {c['dial']}: world {world.path.name}, {len(world.train)} train / {len(world.test)} test pairs")
+        m = train_and_measure(worlds[c["dial"]], c, seed, settings, save_policy=keep)
         print(
-            method_label(c),
+            row_label(c),
+            f"dial {c['dial']}",
             c["layout"],
             c["noise"],
             "seed",

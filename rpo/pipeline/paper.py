@@ -10,11 +10,16 @@ from pathlib import Path
 
 from rpo import paths
 from rpo.core.methods import from_config
+from rpo.pipeline.spec import DEFAULTS
 
 
 def output_dir(profile: str, cfg: dict, seed: int) -> str:
     """Where one paper training writes (relative to the project root)."""
     return f"outputs/{profile}/{from_config(cfg).key}-{cfg['layout']}-n{cfg['noise']}-s{seed}"
+
+
+#: config keys only the toy world can honour (issue 12): a paper config keeps their defaults
+TOY_ONLY = ("labels", "dial", "beta")
 
 
 def launch_command(train_command: str, paper_model: str, profile: str, cfg: dict, seed: int) -> list[str]:
@@ -25,6 +30,9 @@ def launch_command(train_command: str, paper_model: str, profile: str, cfg: dict
     (:mod:`rpo.training.noisy`; ``single`` at noise 0 is the dataset's own labels), drawn with the run's
     seed; the truth lands in the run's ``noise_truth.json``. The known-noise baselines (cDPO, rDPO) are told
     the injected rate, as in the toy study; at noise 0 they keep their recipe's assumed rate."""
+    toy_only = {k: cfg[k] for k in TOY_ONLY if k in cfg and cfg[k] != DEFAULTS[k]}
+    if toy_only:
+        raise ValueError(f"config keys {toy_only} are toy-world settings; a paper recipe trains on its dataset")
     method = from_config(cfg)
     recipe = f"recipes/{paper_model}/{method.recipe}"
     noise = ["--noise_layout", cfg["layout"], "--noise_rate", str(cfg["noise"]), "--noise_seed", str(seed)]

@@ -21,7 +21,6 @@ is the CI grid (few configs, every notebook still executed).
 from __future__ import annotations
 
 from rpo.core.methods import BASE_LOSSES as BASE_METHODS
-from rpo.core.methods import label as method_label
 from rpo.pipeline.paper_profiles import PAPER_PROFILES
 from rpo.pipeline.spec import (  # noqa: F401  (re-exported: the profiles' vocabulary lives in spec)
     DEFAULTS,
@@ -31,12 +30,46 @@ from rpo.pipeline.spec import (  # noqa: F401  (re-exported: the profiles' vocab
     Step,
     Study,
     config,
+    row_label,
 )
 from rpo.pipeline.spec import analysis_steps as _analysis_steps
-from rpo.toy.settings import TrainSettings
+from rpo.toy.settings import DIAL_SETTINGS, INFORMATIVE_DIAL, TrainSettings
 
 GRIDS = ("full", "reduced")
 TOY = TrainSettings()
+
+
+def _table2_configs(bases, noise: float, *, smoothing: bool, controls: bool, **world) -> list[dict]:
+    """X and R-X per base loss (X, X+LS, R-X with ``smoothing``: the final paper's "w/ LS", label smoothing at
+    eps = 1 - eta0, RPO's objective at initialisation); with ``controls`` also issue 12's ceilings (DPO on the
+    true labels, DPO with the flipped pairs removed) and cDPO / rDPO told the true rate. ``world``: the
+    configs' ``dial`` and ``beta`` (an informative-level Table 2)."""
+    each = ("", "-ls", "R") if smoothing else ("", "R")
+    out = [config(method=m + s if s != "R" else m, robust=s == "R", noise=noise, **world) for m in bases for s in each]
+    if controls:
+        out += [config(method="dpo", labels=lab, noise=noise, **world) for lab in ("true", "filtered")]
+        out += [config(method=b, noise=noise, **world) for b in ("cdpo", "rdpo")]
+    return out
+
+
+#: the rows whose share of DPO's noise damage Table 2 reports (issue 12), against DPO and DPO on the true labels
+RECOVERY = ("DPO", "DPO (clean labels)", ("R-DPO", "DPO+LS", "cDPO", "rDPO", "DPO (flips removed)"))
+
+
+def _table2(name: str, title: str, configs: list[dict], seeds: int) -> Study:
+    labels = {row_label(c) for c in configs}
+    base, ceiling, methods = RECOVERY
+    recovery = (base, ceiling, tuple(m for m in methods if m in labels)) if {base, ceiling} <= labels else None
+    return Study(
+        name,
+        title,
+        tuple(configs),
+        seeds,
+        rows=("label",),
+        metrics=("win_rate", "lc_win_rate", "clean_acc"),
+        gains=True,
+        recovery=recovery,
+    )
 
 
 def _studies(
@@ -50,15 +83,13 @@ def _studies(
     fig2_noise,
     reduced: bool,
     smoothing: bool = False,
+    controls: bool = False,
 ) -> tuple[Study, ...]:
     """The five studies of issue 6, shared by all profiles (only the grid sizes differ). ``smoothing`` adds
-    X+LS (label smoothing at 1 - eta0) under each base method of Table 2, as the final paper's "w/ LS"."""
+    X+LS under each base method of Table 2; ``controls`` its ceilings and the known-noise baselines."""
     bases = BASE_METHODS[:2] if reduced else BASE_METHODS
-    table2 = [config(method=m, robust=r, noise=noise) for m in bases for r in (False, True)]
-    if smoothing:  # X, X+LS, R-X for each base loss (the gain row under R-X stays R-X minus X)
-        trio = lambda m: ({"method": m}, {"method": f"{m}-ls"}, {"method": m, "robust": True})  # noqa: E731
-        table2 = [config(**c, noise=noise) for m in bases for c in trio(m)]
-    if not reduced:
+    table2 = _table2_configs(bases, noise, smoothing=smoothing, controls=controls)
+    if not reduced and not controls:  # the paper profiles: cDPO and rDPO at their recipes' assumed rate
         table2 += [config(method="cdpo", noise=noise), config(method="rdpo", noise=noise)]
     rdpo = dict(method="dpo", robust=True, noise=noise)
     table3 = (
@@ -75,15 +106,7 @@ def _studies(
         config(method="dpo", robust=True, noise=n) for n in noise_sweep if n > 0 and n != noise
     ]
     return (
-        Study(
-            "table2",
-            f"Table 2 analogue: methods at noise {noise} (mean ± 95% CI over seeds)",
-            tuple(table2),
-            seeds_main,
-            rows=("label",),
-            metrics=("win_rate", "lc_win_rate", "clean_acc"),
-            gains=True,
-        ),
+        _table2("table2", f"Table 2 analogue: methods at noise {noise} (mean ± 95% CI over seeds)", table2, seeds_main),
         Study(
             "table3",
             "Table 3 analogue: R-DPO ablations (eta0, alpha, eta update, objective)",
@@ -131,20 +154,26 @@ def _studies(
     )
 
 
-def _label_smoothing_study(noise: float, seeds: int) -> Study:
-    """X, X+LS (eps = 1 - eta0, RPO's objective at initialisation) and R-X for each base loss: what the
-    E-step adds beyond smoothing. X and R-X are Table 2's configs (trained once); X+LS costs 4 x ``seeds``
-    trainings (issue 13: about 1.5 minutes of the toy run on 2 cores)."""
-    trio = lambda m: ({"method": m}, {"method": f"{m}-ls"}, {"method": m, "robust": True})  # noqa: E731
-    return Study(
-        "label_smoothing",
-        f"Label smoothing vs RPO at noise {noise}: X, X+LS (eps = 1 - eta0) and R-X (mean ± 95% CI over seeds)",
-        tuple(config(**c, noise=noise) for m in BASE_METHODS for c in trio(m)),
-        seeds,
-        rows=("label",),
-        metrics=("win_rate", "lc_win_rate", "clean_acc"),
-        gains=True,
+def _informative_table2(noise: float, seeds: int, *, reduced: bool) -> Study:
+    """Table 2 at the informative witness level (issue 12): the pre-declared rule's dial level
+    (:data:`rpo.toy.settings.INFORMATIVE_DIAL`) at the dial studies' settings (``DIAL_SETTINGS``' beta), with
+    the same ceilings and controls as today's Table 2."""
+    world = {"dial": INFORMATIVE_DIAL, "beta": DIAL_SETTINGS.beta}
+    if reduced:  # CI: the dial world, the config's beta, a ceiling and a recovery row, nothing more
+        configs = [config(method="dpo", robust=r, noise=noise, **world) for r in (False, True)]
+        configs.append(config(method="dpo", labels="true", noise=noise, **world))
+    else:
+        configs = _table2_configs(BASE_METHODS, noise, smoothing=True, controls=True, **world)
+    title = (
+        f"Table 2 analogue at the informative witness level (dial {INFORMATIVE_DIAL}, beta {DIAL_SETTINGS.beta}): "
+        f"methods at noise {noise} (mean ± 95% CI over seeds)"
     )
+    return _table2("table2_informative", title, configs, seeds)
+
+
+def _with_informative(studies: tuple[Study, ...], informative: Study) -> tuple[Study, ...]:
+    """The informative-level Table 2 right after today's (the README reads them side by side)."""
+    return (studies[0], informative, *studies[1:])
 
 
 def _key(cfg: dict) -> tuple:
@@ -170,17 +199,22 @@ def toy(grid: str = "full") -> Profile:
             "n_heldout": 50 if reduced else TOY.n_heldout,
             "n_confidence": 256 if reduced else TOY.n_confidence,
         },
-        studies=_studies(
-            2 if reduced else 5,
-            2 if reduced else 3,
-            noise=0.2,
-            noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4, 0.45),
-            eta0s=(0.9, 0.75) if reduced else (0.99, 0.9, 0.75, 0.55),
-            alphas=(0.1,) if reduced else (0.001, 0.01, 0.1, 0.5, 1.0),
-            fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
-            reduced=reduced,
-        )
-        + (() if reduced else (_label_smoothing_study(0.2, 3),)),
+        studies=_with_informative(
+            _studies(
+                # 3 seeds (5 until issue 12): the ceilings, X+LS and the informative-level table fit the 15 minutes
+                2 if reduced else 3,
+                2 if reduced else 3,
+                noise=0.2,
+                noise_sweep=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4, 0.45),
+                eta0s=(0.9, 0.75) if reduced else (0.99, 0.9, 0.75, 0.55),
+                alphas=(0.1,) if reduced else (0.001, 0.01, 0.1, 0.5, 1.0),
+                fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
+                reduced=reduced,
+                smoothing=not reduced,
+                controls=True,
+            ),
+            _informative_table2(0.2, 2 if reduced else 3, reduced=reduced),
+        ),
         steps=_analysis_steps("toy", grid),
         configs_per_run=2,  # 2 configs x 3-5 seeds per kernel: the ~10 s start is amortised
         threads_per_job=1,
@@ -220,6 +254,7 @@ def small(grid: str = "full") -> Profile:
             alphas=(0.1,) if reduced else (0.01, 0.1, 1.0),
             fig2_noise=(0.0, 0.2) if reduced else (0.0, 0.2, 0.4),
             reduced=reduced,
+            controls=not reduced,
         ),
         steps=_analysis_steps("small", grid),
         configs_per_run=4,  # pay the TRL import and the model load once per 4 configurations
@@ -301,6 +336,5 @@ def saved_policies(profile: str, grid: str, study: str = "table2", *, policy_roo
         raise ValueError(f"profile {profile!r} has no study {study!r}; it has {sorted(studies)}")
     root = paths.policies() if policy_root is None else policy_root
     return {
-        method_label(cfg): paths.policy_path(root, profile, grid, config_hash(cfg), seed)
-        for cfg in studies[study].configs
+        row_label(cfg): paths.policy_path(root, profile, grid, config_hash(cfg), seed) for cfg in studies[study].configs
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rpo.core.methods import from_config
+from rpo.toy.study import LABELS
 
 # Every training config carries every key, so equal configs are equal dicts (and train once).
 DEFAULTS = {
@@ -21,6 +22,10 @@ DEFAULTS = {
     "alpha": 0.1,  # EMA rate of eq. 7 (paper: 0.1)
     "eta_update": "batch",  # batch (eq. 7, Algorithm 1) | epoch (eq. 6 after each epoch)
     "objective": "gibbs",  # gibbs (eq. 5) | weighted (w*L_wl + (1-w)*L_lw)
+    # toy / small profiles only (issue 12); the paper profiles refuse anything but these defaults
+    "labels": "noisy",  # what the trainer sees: noisy | true (the ceiling) | filtered (flipped pairs removed)
+    "dial": "today",  # the toy world: today = WorldConfig() (the committed study's) | "0" .. "1" = dial_world(level)
+    "beta": None,  # None: the profile's beta; a number: this config's (the dial studies' DIAL_SETTINGS)
 }
 
 
@@ -31,7 +36,23 @@ def config(**overrides) -> dict:
         raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
     cfg = {**DEFAULTS, **overrides}
     from_config(cfg)  # the method must be one of the registry's (ValueError naming it otherwise)
+    if cfg["labels"] not in LABELS:
+        raise ValueError(f"unknown labels {cfg['labels']!r}; expected one of {list(LABELS)}")
+    if cfg["dial"] != "today" and not (isinstance(cfg["dial"], str) and 0.0 <= _level(cfg["dial"]) <= 1.0):
+        raise ValueError(f"dial must be 'today' or a level in [0, 1] as a string, e.g. '0.5'; got {cfg['dial']!r}")
     return cfg
+
+
+def _level(dial: str) -> float:
+    try:
+        return float(dial)
+    except ValueError:
+        return float("nan")
+
+
+def row_label(cfg: dict) -> str:
+    """A config's row in the tables: the method's display name, and which labels it trained on."""
+    return from_config(cfg).label + LABELS[cfg.get("labels", "noisy")]
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,8 @@ class Study:
     rows: tidy-frame columns that index the table's rows ("label" is the method's display name).
     columns: optional column pivoted into table columns (e.g. "noise"); else one column per metric.
     gains: add, under each R-method, the paired (same seed) difference R-X minus X, highlighted.
+    recovery: ``(base, ceiling, methods)`` row labels: add, per method, the share of the noise damage it
+        recovers, (method - base) / (ceiling - base), paired by seed (:mod:`rpo.report.recovery`).
     """
 
     name: str
@@ -68,6 +91,7 @@ class Study:
     metrics: tuple[str, ...]
     columns: str | None = None
     gains: bool = False
+    recovery: tuple[str, str, tuple[str, ...]] | None = None
     figure: FigureSpec | None = None
     digits: int = 3
 

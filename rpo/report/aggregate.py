@@ -10,6 +10,7 @@ import pandas as pd
 
 from rpo.core.stats import t_interval
 from rpo.pipeline.profiles import Study
+from rpo.report.recovery import damage_recovered
 
 
 def cell(frame: pd.DataFrame, metric: str) -> dict:
@@ -70,15 +71,63 @@ def build_table(study: Study, frame: pd.DataFrame) -> tuple[list[str], list[dict
             cells[label] = c
         rows.append({"keys": dict(zip(study.rows, keys)), "gain": False, "cells": cells})
         if study.gains and "label" in study.rows and str(keys[study.rows.index("label")]).startswith("R-"):
-            gain = _gain_row(study, frame, grp, dict(zip(study.rows, keys)), labels, columns)
+            keyd = dict(zip(study.rows, keys))
+            base = keyd["label"].removeprefix("R-")
+            gain = _gain_row(study, frame, grp, keyd, labels, columns, base, f"RPO gain ({keyd['label']} − {base})")
             if gain is not None:
                 rows.append(gain)
+    if study.recovery:
+        base, ceiling, methods = study.recovery
+        grp = frame[frame["label"] == ceiling]
+        damage = _gain_row(
+            study, frame, grp, {"label": ceiling}, labels, columns, base, f"noise damage ({ceiling} − {base})"
+        )
+        rows += [damage] if damage is not None else []
+        rows += [_recovery_row(study, frame, m, labels, columns) for m in methods]
     return labels, rows
 
 
-def _gain_row(study, frame, grp, keys, labels, columns):
-    """R-X minus X, paired by seed (same seed: same data and initial model), for every column."""
-    base_label = keys["label"].removeprefix("R-")
+def _recovery_row(study, frame, method, labels, columns):
+    """The share of the noise damage ``method`` recovers, (method - base) / (ceiling - base), per column,
+    over the seeds where all three runs are ok (:func:`rpo.report.recovery.damage_recovered`)."""
+    base, ceiling, _ = study.recovery
+    cells = {}
+    for label, (v, m) in zip(labels, columns):
+        sub = frame if v is None else frame[frame[study.columns] == v]
+        three = [sub[sub["label"] == lab].set_index("seed") for lab in (method, base, ceiling)]
+        seeds = sorted(set().union(*(t.index for t in three)))
+        status = {s: {t.loc[s, "status"] if s in t.index else "not run" for t in three} for s in seeds}
+        ok = [s for s in seeds if status[s] == {"ok"}]
+        if not ok or m not in sub:
+            cells[label] = None
+            continue
+        r = damage_recovered(*([float(t.loc[s, m]) for s in ok] for t in three))
+        c = {
+            "mean": r["share"],
+            "half": (r["hi"] - r["lo"]) / 2,
+            "lo": r["lo"],
+            "hi": r["hi"],
+            "n": len(ok),
+            "n_expected": len(seeds),
+            "n_failed": sum("failed" in st for st in status.values()),
+            "n_not_run": sum(st != {"ok"} and "failed" not in st for st in status.values()),
+            "n_nan": 0,
+            "run_ids": sorted({rid for t in three for rid in t["run_id"].dropna()}),
+            "config_hashes": sorted({h for t in three for h in t["config_hash"]}),
+        }
+        if len(ok) < len(seeds):
+            c["text"] = format_cell(c, study.digits)
+        elif r["resolved"]:
+            c["text"] = f"{r['share']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"
+        else:  # a share of a damage the seeds do not resolve (the noise damage row) is not a result
+            c["text"] = "n/a (damage not resolved)"
+        cells[label] = c
+    return {"keys": {"label": f"share of the noise damage recovered: {method}"}, "gain": False, "cells": cells}
+
+
+def _gain_row(study, frame, grp, keys, labels, columns, base_label: str, name: str):
+    """``grp`` minus the ``base_label`` row (R-X minus X), paired by seed (same seed: same data and initial
+    model), for every column."""
     base = frame[frame["label"] == base_label]
     for k, v in keys.items():
         if k != "label":
@@ -103,7 +152,7 @@ def _gain_row(study, frame, grp, keys, labels, columns):
         c["config_hashes"] = sorted(set(pair["config_hash"]) | set(pair["config_hash_base"]))
         c["text"] = format_cell(c, study.digits, sign=True)
         cells[label] = c
-    return {"keys": {**keys, "label": f"RPO gain ({keys['label']} − {base_label})"}, "gain": True, "cells": cells}
+    return {"keys": {**keys, "label": name}, "gain": True, "cells": cells}
 
 
 def _fmt_key(v) -> str:

@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 
 from rpo import paths
-from rpo.core.methods import label as method_label
 from rpo.io import read_json
 from rpo.pipeline.plan import problem, status
-from rpo.pipeline.profiles import Study, get_profile
+from rpo.pipeline.profiles import Study, get_profile, row_label
 from rpo.pipeline.provenance import config_hash
 
 ID_COLS = ("run_id", "config_hash", "seed", "status", "label")
@@ -115,7 +114,7 @@ def _read(path: Path) -> dict:
 def _config_cols(cfg: dict) -> dict:
     out = {k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in cfg.items()}
     if "method" in cfg:
-        out["label"] = method_label(cfg)
+        out["label"] = row_label(cfg)
     return out
 
 

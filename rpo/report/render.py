@@ -23,8 +23,14 @@ def to_markdown(study: Study, labels, rows) -> str:
         "Mean ± half-width of the 95% t-interval over seeds; RPO gains are paired by seed."
         if study.gains
         else "Mean ± half-width of the 95% t-interval over seeds.",
-        "",
     ]
+    if study.recovery:
+        base, ceiling = study.recovery[:2]
+        out += [
+            f"Share of the noise damage recovered: (method − {base}) / ({ceiling} − {base}), paired by seed, with its"
+            " 95% paired-bootstrap interval; undefined where the damage itself is not resolved."
+        ]
+    out += [""]
     return "\n".join(out)
 
 
@@ -39,8 +45,8 @@ def to_csv(study: Study, labels, rows) -> str:
                     "column": lab,
                     "gain": r["gain"],
                     "mean": None if c is None else c["mean"],
-                    "ci95_low": None if c is None else c["mean"] - c["half"],
-                    "ci95_high": None if c is None else c["mean"] + c["half"],
+                    "ci95_low": None if c is None else c.get("lo", c["mean"] - c["half"]),
+                    "ci95_high": None if c is None else c.get("hi", c["mean"] + c["half"]),
                     "n": None if c is None else c["n"],
                     "n_expected": None if c is None else c["n_expected"],
                     "n_failed": None if c is None else c["n_failed"],

@@ -12,10 +12,9 @@ from pathlib import Path
 import pandas as pd
 
 from rpo import paths
-from rpo.core.methods import label as method_label
 from rpo.io import atomic_write_text
 from rpo.pipeline.plan import Run, expand, run_files, status
-from rpo.pipeline.profiles import DEFAULTS, get_profile
+from rpo.pipeline.profiles import DEFAULTS, get_profile, row_label
 from rpo.report.collect import _plan, collect_runs, study_frame
 from rpo.report.notebooks import FOLDER, reading_names
 
@@ -24,8 +23,8 @@ INDEX = "index.md"
 
 def _short_config(cfg: dict) -> str:
     """``R-DPO eta0=0.99 ×3``: the method's label, the keys that differ from the defaults, the seeds."""
-    extra = [f"{k}={cfg[k]}" for k in DEFAULTS if k not in ("method", "robust") and cfg.get(k) != DEFAULTS[k]]
-    return " ".join([method_label(cfg), *extra, f"×{len(cfg.get('seeds', []))}"])
+    extra = [f"{k}={cfg[k]}" for k in DEFAULTS if k not in ("method", "robust", "labels") and cfg.get(k) != DEFAULTS[k]]
+    return " ".join([row_label(cfg), *extra, f"×{len(cfg.get('seeds', []))}"])
 
 
 def short_params(params: dict) -> str:

@@ -38,3 +38,9 @@ class TrainSettings:
 #: the witness-dial studies' settings (issue 12; benchmarks/dynamic_range.md): beta 1.0, so that 30% flips
 #: cost clean-label DPO >= 0.10 of win rate at dial 0.75; the committed toy study keeps TrainSettings()
 DIAL_SETTINGS = TrainSettings(beta=1.0)
+
+#: the informative witness level of the Table 2 analogue beside today's (issue 12): the lowest dial level whose
+#: plain-DPO witness AUROC (benchmarks/witness.py, noise 0.2) is >= 0.85, a rule written before any RPO number
+#: of the dial worlds was looked at. On 3 seeds (benchmarks/witness_seeds3.txt, the rerun the README asked for
+#: before relying on the 1-seed 0.850 of level 0): level 0 0.845 +- 0.030, level 0.25 0.873 +- 0.009
+INFORMATIVE_DIAL = "0.25"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -67,8 +68,9 @@ def annotate_pool(world, config: dict, seed: int, settings: TrainSettings):
     return with_labels(data, config.get("labels", "noisy"))
 
 
-#: the optional config key ``labels`` (issue 12's ceilings): which labels the trainer sees
-LABELS = ("noisy", "true", "filtered")
+#: the config key ``labels`` (issue 12's ceilings): which labels the trainer sees, and how a table names
+#: its row ("DPO (clean labels)" is DPO on the true labels)
+LABELS = {"noisy": "", "true": " (clean labels)", "filtered": " (flips removed)"}
 
 
 def with_labels(data, labels: str = "noisy"):
@@ -81,7 +83,14 @@ def with_labels(data, labels: str = "noisy"):
         return data.map(lambda r: {"chosen": r["true_chosen"], "rejected": r["true_rejected"], "is_flipped": False})
     if labels == "filtered":
         return data.filter(lambda r: not r["is_flipped"])
-    raise ValueError(f"unknown labels {labels!r}; expected one of {LABELS}")
+    raise ValueError(f"unknown labels {labels!r}; expected one of {list(LABELS)}")
+
+
+def config_settings(config: dict, settings: TrainSettings) -> TrainSettings:
+    """The profile's settings, with the config's own ``beta`` where it sets one (the dial studies train at
+    :data:`rpo.toy.settings.DIAL_SETTINGS`' beta inside a profile whose other studies keep the study's)."""
+    beta = config.get("beta")
+    return settings if beta is None else replace(settings, beta=float(beta))
 
 
 def robust_config(config: dict, seed: int, settings: TrainSettings, output_dir: str):
@@ -163,8 +172,12 @@ def train_and_measure(
     from rpo.data.noise import true_reliability
     from rpo.data.schema import public_view
     from rpo.toy.metrics import flag_auroc, preference_accuracy
+    from rpo.toy.world import world_config
     from rpo.training.trainer import RobustTrainer
 
+    if "dial" in config and world.config != world_config(config["dial"]):
+        raise ValueError(f"config dial={config['dial']!r} names another world than {world.path.name}")
+    settings = config_settings(config, settings)
     torch.manual_seed(seed)
     data = annotate_pool(world, config, seed, settings)
     policy, tok = load_policy(world, settings.model)

@@ -111,6 +111,12 @@ def dial_world(weight: float, **overrides) -> WorldConfig:
     return WorldConfig(**{**DIAL_FAMILY, "style_weight": float(weight), **overrides})
 
 
+def world_config(dial: str = "today") -> WorldConfig:
+    """The world a study config's ``dial`` names: ``today`` is ``WorldConfig()`` (the committed study's world),
+    a level such as ``"0.5"`` is :func:`dial_world` at that level."""
+    return WorldConfig() if dial == "today" else dial_world(float(dial))
+
+
 @dataclass
 class World:
     """A built world: ``train``/``test`` pair lists (dicts), ``heldout`` prompts, the reference policy's

@@ -169,9 +169,9 @@ def test_reading_names_are_stable_and_say_what_a_training_run_feeds():
     k = -(-len(prof.studies[0].configs) // prof.configs_per_run)
     assert f"02_train-table2-{k}" in trains and f"02_train-table2-{k + 1}" not in trains
     assert all(n.rsplit("-", 1)[0] in {f"02_train-{s.name}" for s in prof.studies} for n in trains)
-    # Table 2's 12 configs, two per run, in the profile's order: DPO and R-DPO first
+    # Table 2's configs, two per run, in the profile's order: DPO and DPO+LS first
     first = next(p for rid, nb, p in runs if names[rid] == "02_train-table2-1")
-    assert [(c["method"], c["robust"]) for c in first["configs"]] == [("dpo", False), ("dpo", True)]
+    assert [(c["method"], c["robust"]) for c in first["configs"]] == [("dpo", False), ("dpo-ls", False)]
 
 
 def test_copies_only_for_a_complete_study_and_never_wiped_by_missing_runs(tmp_path, toy_runs):
@@ -227,7 +227,7 @@ def test_run_index_lists_every_run_with_what_it_feeds(tmp_path, toy_runs):
     rows = [line for line in text.splitlines() if line.startswith("| `")]
     assert len(rows) == len(plan.runs) and all("| done |" in r for r in rows)
     table2 = next(r for r in rows if "results/notebooks/02_train-table2-1.ipynb" in r)
-    assert "DPO ×5; R-DPO ×5" in table2 and "table2: DPO, R-DPO" in table2 and "noise_sweep: 0.2 · DPO" in table2
+    assert "DPO ×3; DPO+LS ×3" in table2 and "table2: DPO, DPO+LS" in table2 and "noise_sweep: 0.2 · DPO" in table2
     assert "| 2 |" in table2  # seconds: 1.5 rounded
     assert any("03_ablations" in r and "reads the training runs" in r for r in rows)
     assert write_index("toy", "full", root) == run_dir / "index.md" and (run_dir / "index.md").read_text() == text

@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from rpo.pipeline.spec import row_label
 from rpo.report.recovery import damage_recovered
 
 
@@ -24,3 +25,86 @@ def test_unresolved_damage_gives_no_share():
 def test_shapes_must_pair():
     with pytest.raises(ValueError, match="pair by seed"):
         damage_recovered([0.1], [0.1, 0.2], [0.3, 0.4])
+
+
+# --- the recovery rows of a Table 2 analogue (rpo.report.aggregate) ---------------------------------------------
+
+
+def _frame(values: dict, status: dict | None = None):
+    """A study's tidy frame from ``{label: [per-seed win_rate]}``."""
+    import pandas as pd
+
+    status = status or {}
+    return pd.DataFrame(
+        [
+            {
+                "label": lab,
+                "seed": s,
+                "status": status.get((lab, s), "ok"),
+                "run_id": f"run-{lab}",
+                "config_hash": f"h-{lab}",
+                "win_rate": v,
+            }
+            for lab, vals in values.items()
+            for s, v in enumerate(vals)
+        ]
+    )
+
+
+def _study(methods=("R-DPO",)):
+    from rpo.pipeline.spec import Study
+
+    return Study(
+        "t", "T", (), 4, rows=("label",), metrics=("win_rate",), recovery=("DPO", "DPO (clean labels)", methods)
+    )
+
+
+def _rows(frame, study):
+    from rpo.report.aggregate import build_table
+
+    _, rows = build_table(study, frame)
+    return {r["keys"]["label"]: r["cells"]["win_rate"] for r in rows}
+
+
+def test_recovery_row_is_the_paired_share_with_its_interval():
+    base = [0.50, 0.52, 0.48, 0.51]
+    ceiling = [b + d for b, d in zip(base, (0.10, 0.12, 0.09, 0.11))]
+    rdpo = [b + 0.5 * (c - b) for b, c in zip(base, ceiling)]  # recovers exactly half, seed by seed
+    cells = _rows(_frame({"DPO": base, "DPO (clean labels)": ceiling, "R-DPO": rdpo}), _study())
+    c = cells["share of the noise damage recovered: R-DPO"]
+    assert c["mean"] == pytest.approx(0.5) and c["lo"] == pytest.approx(0.5) and c["hi"] == pytest.approx(0.5)
+    assert c["text"] == "0.50 [0.50, 0.50]" and c["n"] == 4
+    assert c["run_ids"] == ["run-DPO", "run-DPO (clean labels)", "run-R-DPO"]  # traceable to all three runs
+
+
+def test_recovery_of_an_unresolved_damage_is_not_a_number():
+    base = [0.50, 0.52, 0.48, 0.51]
+    ceiling = [0.52, 0.49, 0.50, 0.50]  # the ceiling does not beat the noisy base: no damage to recover
+    cells = _rows(_frame({"DPO": base, "DPO (clean labels)": ceiling, "R-DPO": base}), _study())
+    c = cells["share of the noise damage recovered: R-DPO"]
+    assert math.isnan(c["mean"]) and c["text"] == "n/a (damage not resolved)"
+    damage = cells["noise damage (DPO (clean labels) − DPO)"]  # the damage itself, paired by seed, is shown
+    assert damage["mean"] == pytest.approx(sum(c - b for c, b in zip(ceiling, base)) / 4)
+
+
+def test_recovery_with_a_failed_seed_says_it_is_missing():
+    base = [0.50, 0.52, 0.48, 0.51]
+    ceiling = [0.60, 0.63, 0.58, 0.62]
+    frame = _frame({"DPO": base, "DPO (clean labels)": ceiling, "R-DPO": base}, {("R-DPO", 2): "failed"})
+    c = _rows(frame, _study())["share of the noise damage recovered: R-DPO"]
+    assert c["n"] == 3 and c["n_failed"] == 1 and c["text"].startswith("missing (1/4 seeds")
+
+
+def test_toy_table2_analogues_carry_their_ceilings_and_controls():
+    from rpo.pipeline.profiles import get_profile
+    from rpo.toy.settings import DIAL_SETTINGS, INFORMATIVE_DIAL
+
+    studies = {s.name: s for s in get_profile("toy").studies}
+    for name in ("table2", "table2_informative"):
+        labels = {row_label(c) for c in studies[name].configs}
+        assert {"DPO (clean labels)", "DPO (flips removed)", "cDPO", "rDPO"} <= labels
+        assert {f"{x}+LS" for x in ("DPO", "IPO", "SimPO", "CPO")} <= labels  # smoothing at 1 - eta0, every loss
+        assert studies[name].recovery[:2] == ("DPO", "DPO (clean labels)")
+    informative = studies["table2_informative"].configs
+    assert {(c["dial"], c["beta"]) for c in informative} == {(INFORMATIVE_DIAL, DIAL_SETTINGS.beta)}
+    assert {(c["dial"], c["beta"]) for c in studies["table2"].configs} == {("today", None)}
