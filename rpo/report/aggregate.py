@@ -76,6 +76,11 @@ def build_table(study: Study, frame: pd.DataFrame) -> tuple[list[str], list[dict
             gain = _gain_row(study, frame, grp, keyd, labels, columns, base, f"RPO gain ({keyd['label']} − {base})")
             if gain is not None:
                 rows.append(gain)
+            if (frame["label"] == f"{base}+LS").any():  # at initialisation R-X *is* X+LS: what the E-step adds
+                ls = f"{base}+LS"
+                rows.append(
+                    _gain_row(study, frame, grp, keyd, labels, columns, ls, f"E-step gain ({keyd['label']} − {ls})")
+                )
     if study.recovery:
         base, ceiling, methods = study.recovery
         grp = frame[frame["label"] == ceiling]

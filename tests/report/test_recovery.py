@@ -108,3 +108,14 @@ def test_toy_table2_analogues_carry_their_ceilings_and_controls():
     informative = studies["table2_informative"].configs
     assert {(c["dial"], c["beta"]) for c in informative} == {(INFORMATIVE_DIAL, DIAL_SETTINGS.beta)}
     assert {(c["dial"], c["beta"]) for c in studies["table2"].configs} == {("today", None)}
+
+
+def test_e_step_gain_row_is_r_x_minus_x_ls_paired_by_seed():
+    from rpo.pipeline.spec import Study
+
+    base = [0.50, 0.52, 0.48, 0.51]
+    frame = _frame({"DPO": base, "DPO+LS": [b - 0.01 for b in base], "R-DPO": [b + 0.02 for b in base]})
+    study = Study("t", "T", (), 4, rows=("label",), metrics=("win_rate",), gains=True)
+    cells = _rows(frame, study)
+    assert cells["RPO gain (R-DPO − DPO)"]["mean"] == pytest.approx(0.02)
+    assert cells["E-step gain (R-DPO − DPO+LS)"]["mean"] == pytest.approx(0.03)
