@@ -28,7 +28,6 @@ PREDICTION (written before any number of this map was looked at; Remark E.1 and 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from dataclasses import replace
@@ -60,11 +59,12 @@ def main():
     ap.add_argument("--bt-noise", type=float, nargs="+", default=[0.3], help="noise rates of the BT cells")
     ap.add_argument("--ceilings", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--max-steps", type=int, default=None, help="TrainSettings.max_steps (default: the study's)")
-    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".csv")))
-    ap.add_argument("--summary-only", action="store_true", help="no training: the CSV and figure from the log")
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".txt")), help="the summary; the log beside it")
+    ap.add_argument("--summary-only", action="store_true", help="no training: the summary from the log")
     a = ap.parse_args()
     torch.set_num_threads(1)
 
+    from rpo.report.regime import summarise
     from rpo.toy.settings import DIAL_SETTINGS
     from rpo.toy.study import train_and_measure
     from rpo.toy.world import build_world, world_config
@@ -107,104 +107,20 @@ def main():
                     f"win {row['win_rate']:.3f} acc {row['clean_acc']:.3f}",
                     flush=True,
                 )
-    rows = summarise([r for r in done.values() if r["max_steps"] == settings.max_steps], cells, methods, a.seeds)
-    write(rows, Path(a.out))
+    runs = [r for r in done.values() if r["max_steps"] == settings.max_steps]
+    rows = [r for r in summarise(runs) if (r["dial"], r["noise"], r["noise_model"]) in cells]
+    write_txt(rows, Path(a.out).with_suffix(".txt"))
 
 
-def summarise(runs: list, cells: list, methods: dict, n_seeds: int) -> list[dict]:
-    """One row per (cell, method): means, the win rate's t-interval, paired gains and the recovered share."""
-    import numpy as np
-
-    from rpo.core.stats import t_interval
-    from rpo.report.recovery import damage_recovered
-
-    def per_seed(dial, noise, kind, label, metric):
-        by = {
-            r["seed"]: r.get(metric)
-            for r in runs
-            if (r["dial"], r["noise"], r["noise_model"], r["method"]) == (dial, noise, kind, label)
-        }
-        return [by.get(s, float("nan")) if by.get(s) is not None else float("nan") for s in range(n_seeds)]
-
-    out = []
-    for dial, noise, kind in cells:
-        witness = t_interval(per_seed(dial, noise, kind, "DPO", "witness_auroc"))[0]
-        base = per_seed(dial, noise, kind, "DPO", "win_rate")
-        ceiling = per_seed(dial, noise, kind, "DPO (clean labels)", "win_rate")
-        for label in methods:
-            win = per_seed(dial, noise, kind, label, "win_rate")
-            m, h = t_interval(win)
-            eta = [
-                abs(x - y)
-                for x, y in zip(
-                    per_seed(dial, noise, kind, label, "eta_hat_1"), per_seed(dial, noise, kind, label, "eta_true_1")
-                )
-            ]
-            gain = t_interval(np.subtract(win, base))
-            rec = damage_recovered(win, base, ceiling) if "DPO (clean labels)" in methods else {}
-            out.append(
-                {
-                    "dial": dial,
-                    "noise": noise,
-                    "noise_model": kind,
-                    "method": label,
-                    "n_seeds": int(np.sum(~np.isnan(win))),
-                    "witness_auroc": witness,
-                    "clean_acc": t_interval(per_seed(dial, noise, kind, label, "clean_acc"))[0],
-                    "win_rate": m,
-                    "win_rate_lo": m - h,
-                    "win_rate_hi": m + h,
-                    "eta_abs_err": t_interval(eta)[0],
-                    "auroc_w": t_interval(per_seed(dial, noise, kind, label, "auroc_w"))[0],
-                    "gain_vs_dpo": gain[0],
-                    "gain_vs_dpo_half": gain[1],
-                    "recovered": rec.get("share", float("nan")),
-                    "recovered_lo": rec.get("lo", float("nan")),
-                    "recovered_hi": rec.get("hi", float("nan")),
-                }
-            )
-    return out
-
-
-def write(rows: list[dict], path: Path) -> None:
-    """The CSV (issue 12's columns first) and a figure of the gains against the witness AUROC."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
+def write_txt(rows: list[dict], path: Path) -> None:
+    """The map as a fixed-width table (``rpo tables`` writes results/regime.csv and its figure from the log)."""
     cols = ["dial", "noise", "noise_model", "method", "n_seeds", "witness_auroc", "clean_acc", "win_rate"]
     cols += ["gain_vs_dpo", "gain_vs_dpo_half", "eta_abs_err", "auroc_w", "recovered", "recovered_lo", "recovered_hi"]
     lines = ["  ".join(f"{c:>12}" for c in cols)]
     for r in rows:
         lines.append("  ".join(f"{r[c]:>12.3f}" if isinstance(r[c], float) else f"{str(r[c]):>12}" for c in cols))
-    path.with_suffix(".txt").write_text("\n".join(lines) + "\n")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, label in zip(axes, ("R-DPO", "DPO+LS")):
-        for kind, marker in (("symmetric", "o"), ("bt", "s")):
-            pts = [r for r in rows if r["method"] == label and r["noise_model"] == kind]
-            for noise in sorted({r["noise"] for r in pts}):
-                p = [r for r in pts if r["noise"] == noise]
-                ax.errorbar(
-                    [r["witness_auroc"] for r in p],
-                    [r["gain_vs_dpo"] for r in p],
-                    yerr=[r["gain_vs_dpo_half"] for r in p],
-                    fmt=marker,
-                    capsize=3,
-                    label=f"{kind} flips {noise:g}",
-                )
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=f"{label} - DPO (win rate, paired by seed)", xlabel="plain-DPO witness AUROC (out of sample)")
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("gain in win rate vs the reference")
-    fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"), dpi=120)
+    path.write_text("\n".join(lines) + "\n")
+    print(path.read_text())
 
 
 if __name__ == "__main__":

@@ -39,30 +39,37 @@
 # 4. Bradley-Terry flips (mostly on small-margin pairs) leave a weaker witness and a smaller RPO gain than
 #    symmetric flips at the same level.
 #
-# The map is produced by `benchmarks/regime.py` (not yet part of `make reproduce`: see the README); this
-# notebook shows what it wrote.
+# The map's trainings are `benchmarks/regime.py`'s (about 50 minutes of one core: too long for `make reproduce`),
+# logged run by run in `benchmarks/regime.runs.jsonl` (committed). This notebook, a step of the toy profile,
+# summarises that log with `rpo.report.regime`, the same code with which `rpo tables` writes `results/regime.csv`.
 
 # %% tags=["parameters"]
-csv_path = "../benchmarks/regime.csv"
+log = "../benchmarks/regime.runs.jsonl"  # relative to notebooks/, where papermill runs
 
 # %%
 from pathlib import Path
 
 import pandas as pd
-from IPython.display import Image, Markdown, display
+from IPython.display import Markdown, display
 
-path = Path(csv_path)
+from rpo.report.regime import load_runs, plot, summarise, to_markdown
+from rpo.toy.settings import DIAL_SETTINGS
+
+path = Path(log)
 if not path.exists():
     display(Markdown(f"`{path}` is not there yet: run `benchmarks/regime.py` (see its docstring)."))
-    frame = pd.DataFrame()
+    rows = []
 else:
-    frame = pd.read_csv(path)
-    display(frame)
+    runs = load_runs(path, max_steps=DIAL_SETTINGS.max_steps)
+    rows = summarise(runs)
+    print(f"{len(runs)} trainings, {len(rows)} (cell, method) rows")
+    display(Markdown(to_markdown(rows, "benchmarks/regime.runs.jsonl")))
 
 # %% [markdown]
-# RPO's and smoothing's gain in win rate over DPO (paired by seed) against the cell's witness AUROC:
+# RPO's and smoothing's gain in win rate over DPO (paired by seed) against the cell's witness AUROC; then
+# every method of every cell, as `results/regime.csv` holds them.
 
 # %%
-figure = path.with_suffix(".png")
-if figure.exists():
-    display(Image(filename=str(figure)))
+if rows:
+    plot(rows)
+    display(pd.DataFrame(rows).round(3))

@@ -220,6 +220,8 @@ def toy(grid: str = "full") -> Profile:
         threads_per_job=1,
         jobs=2,
         slurm=SlurmParams(time_min=30, cpus_per_task=1, gpus_per_node=0),  # CPU only: never ask for a GPU
+        # issue 12's map: ~50 min of one core, trained by benchmarks/regime.py at DIAL_SETTINGS
+        regime=("benchmarks/regime.runs.jsonl", DIAL_SETTINGS.max_steps),
     )
 
 

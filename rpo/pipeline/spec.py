@@ -139,6 +139,9 @@ class Profile:
     # notebook formats and runs this command per config instead of training in-process.
     train_command: str | None = None
     slurm: SlurmParams = SlurmParams()  # the request of each job under `rpo run --slurm`
+    # (log, max_steps): a benchmark's committed per-run log that `rpo tables` summarises into results/
+    # (rpo.report.regime), the runs of that training length
+    regime: tuple[str, int] | None = None
 
 
 def analysis_steps(profile: str, grid: str) -> tuple[Step, ...]:
@@ -152,7 +155,7 @@ def analysis_steps(profile: str, grid: str) -> tuple[Step, ...]:
         Step("03_ablations", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
         Step("04_reliability", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
         Step("05_evaluate", {"profile": profile, "grid": grid}, stage=2, reads_runs=True),
-    ) + (audit_steps(grid) if profile == "toy" else ())
+    ) + (audit_steps(grid) + (Step("08_regime", stage=0),) if profile == "toy" else ())
 
 
 def audit_steps(grid: str) -> tuple[Step, ...]:

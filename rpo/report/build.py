@@ -20,6 +20,7 @@ from rpo.report.collect import _plan, collect_runs, load_study, study_frame
 from rpo.report.figures import plot_figure
 from rpo.report.notebooks import write_reading_copies
 from rpo.report.refusal import check as check_not_shrinking
+from rpo.report.regime import build_regime
 from rpo.report.render import to_csv, to_latex, to_markdown
 
 
@@ -107,6 +108,9 @@ def build(
         if figures and study.figure is not None:
             for p in plot_figure(study, frame, results_dir / study.name):
                 files[p.suffix[1:]] = p.name
+    if prof.regime and studies is None and (paths.root() / prof.regime[0]).exists():
+        log, steps = prof.regime  # the map's runs; a shorter trial in the log is left out
+        manifest["regime"] = build_regime(log, results_dir, figures=figures, max_steps=steps)
     if reading_copies is None:
         reading_copies = not isinstance(profile, Profile)
     copies = None
@@ -161,6 +165,11 @@ def update_readme(readme, manifest: dict, results_dir=None) -> bool:
         behind = sorted({by_run[i] for c in table.get("cells", []) for i in c["run_ids"] if i in by_run})
         if behind:
             parts += ["Notebooks behind this table: " + ", ".join(link(n) for n in behind), ""]
+    regime = manifest.get("regime")
+    if regime:
+        parts += [(results_dir / regime["files"]["md"]).read_text().strip(), ""]
+        if "png" in regime["files"]:
+            parts += [f"![regime]({(rel / regime['files']['png']).as_posix()})", ""]
     parts.append(README_END)
     head, rest = text.split(README_START, 1)
     atomic_write_text(readme, head + "\n".join(parts) + rest.split(README_END, 1)[1])

@@ -29,12 +29,20 @@ def test_reduced_toy_study_regenerates_every_table(tmp_path, reduced_toy_run):
         "04_reliability",
         "05_evaluate",
         "07_audit",
+        "08_regime",
     }
 
     manifest = build("toy", grid="reduced", runs_root=runs, results_dir=tmp_path / "results")
     profile = get_profile("toy", "reduced")
     for study in profile.studies:
         assert (tmp_path / "results" / f"{study.name}.md").exists()
+    # issue 12's ceilings and controls: the noise damage row and the recovered share are in both Table 2s
+    for name in ("table2", "table2_informative"):
+        text = (tmp_path / "results" / f"{name}.md").read_text()
+        assert (
+            "noise damage (DPO (clean labels) − DPO)" in text and "share of the noise damage recovered: R-DPO" in text
+        )
+    assert manifest["regime"]["files"]["csv"] == "regime.csv"  # the map, from the committed benchmark log
     cells = [c for t in manifest["tables"].values() for c in t["cells"]]
     assert cells and all(c["n"] == c["n_expected"] and c["n_failed"] == 0 for c in cells)
     # every number traces to runs that exist in this folder, with their commit and package versions

@@ -163,7 +163,15 @@ def test_reading_names_are_stable_and_say_what_a_training_run_feeds():
     assert names == reading_names(prof, list(reversed(runs)))  # order-free
     assert len(set(names.values())) == len(runs)
     steps = sorted(n for n in names.values() if not n.startswith("02_train"))
-    assert steps == ["00_derivations", "01_data", "03_ablations", "04_reliability", "05_evaluate", "07_audit"]
+    assert steps == [
+        "00_derivations",
+        "01_data",
+        "03_ablations",
+        "04_reliability",
+        "05_evaluate",
+        "07_audit",
+        "08_regime",
+    ]
     trains = sorted(n for n in names.values() if n.startswith("02_train"))
     # Table 2 comes first, so its configs fill runs table2-1 ... table2-k on their own
     k = -(-len(prof.studies[0].configs) // prof.configs_per_run)
