@@ -15,6 +15,8 @@ from accelerate.utils import is_peft_model
 from trl.kernels.chunked_logprob import _use_triton
 from trl.trainer.utils import add_fused_lm_head
 
+from rpo.training.collator import ANNOTATOR_ID
+
 logger = logging.getLogger(__name__)
 
 #: the TRL release whose internals rpo.training.forward mirrors
@@ -137,3 +139,36 @@ def raw_splits(train_dataset, eval_dataset, validate):
     elif eval_dataset is not None:
         eval_dataset = validate(eval_dataset, "eval", True)
     return train_dataset, eval_dataset
+
+
+def collator_columns(trainer) -> list[str]:
+    """The columns DPOTrainer's collator reads (its ``_signature_columns``): the token ids and reference
+    log-probs, or on image data the raw conversation and its images, which the vision collator processes."""
+    trainer._set_signature_columns_if_needed()
+    return list(trainer._signature_columns)
+
+
+def prepared(trainer, dataset, name: str):
+    """A validated raw dataset tokenised as DPOTrainer does (``DPOTrainer._prepare_dataset``); image data
+    unchanged, since DPOTrainer skips its preparation too (the vision collator processes it per batch)."""
+    from trl import DPOTrainer
+
+    if trainer._is_vision_dataset:
+        return dataset
+    return DPOTrainer._prepare_dataset(trainer, dataset, trainer.processing_class, trainer.args, name)
+
+
+def with_annotator_ids(trainer, dataset, description: str):
+    """A raw image set that ``evaluate`` / ``predict`` pass on unprepared (``DPOTrainer.evaluate`` skips
+    ``_prepare_dataset`` on image data) through ``trainer._validate``, which maps its annotator ids; a set
+    that carries them (validated at init), text data (prepared by ``_prepare_dataset``) unchanged."""
+    from datasets import Dataset, IterableDataset
+
+    if not trainer._is_vision_dataset or not isinstance(dataset, (Dataset, IterableDataset)):
+        return dataset
+    columns = dataset.column_names  # None for a mapped stream: its first row tells
+    if columns is None:
+        columns = next(iter(dataset), {})
+    if ANNOTATOR_ID in columns:
+        return dataset
+    return trainer._validate(dataset, description.lower(), drop_identical=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from rpo.training.collator import ANNOTATOR_ID
+from rpo.training.compat import collator_columns
 
 
 def score_pass(trainer, dataset, batch_size, score, desc: str) -> list[torch.Tensor]:
@@ -16,7 +17,7 @@ def score_pass(trainer, dataset, batch_size, score, desc: str) -> list[torch.Ten
 
     from rpo.core.losses import pair_losses
 
-    keep = ["prompt_ids", "chosen_ids", "rejected_ids", ANNOTATOR_ID, "ref_chosen_logps", "ref_rejected_logps"]
+    keep = list(dict.fromkeys([*collator_columns(trainer), ANNOTATOR_ID]))  # image data: its raw columns
     if dataset.column_names is not None:  # a mapped IterableDataset may not know its columns
         dataset = dataset.select_columns([c for c in keep if c in dataset.column_names])
     loader = DataLoader(

@@ -209,8 +209,10 @@ class RobustTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if ANNOTATOR_ID not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, ANNOTATOR_ID]
+        self._signature_columns = list(dict.fromkeys([*self._signature_columns, ANNOTATOR_ID]))
+
+    def _get_dataloader(self, dataset, description, *a, **kw):  # evaluate / predict: a raw image set gets its ids
+        return super()._get_dataloader(compat.with_annotator_ids(self, dataset, description), description, *a, **kw)
 
     def _precompute_ref_logps(self, dataset, name, batch_size):
         if compat.skip_precompute(self._reference_free):
@@ -346,9 +348,9 @@ class RobustTrainer(DPOTrainer):
         return d, ids.long()
 
     def _score_pass(self, dataset, batch_size, score, desc: str) -> list[torch.Tensor]:
-        if dataset is not None:  # a raw dataset: validated, every row kept, tokenised as TRL does
+        if dataset is not None:  # a raw dataset: validated, every row kept, tokenised as TRL does (not images)
             dataset = self._validate(dataset, "label_confidences", drop_identical=False)
-            dataset = DPOTrainer._prepare_dataset(self, dataset, self.processing_class, self.args, "label_confidences")
+            dataset = compat.prepared(self, dataset, "label_confidences")
         return score_pass(self, self.train_dataset if dataset is None else dataset, batch_size, score, desc)
 
     # ---- eta is trainer state: checkpoint and resume

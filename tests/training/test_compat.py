@@ -57,3 +57,9 @@ def test_trl_internals_unchanged():
 
     assert not _use_triton(torch.device("cpu")) and '("cuda", "xpu")' in inspect.getsource(_use_triton)
     assert set(TRL_NON_MODEL_KEYS) == {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+    # image data (compat.prepared, compat.with_annotator_ids): DPOTrainer prepares none, evaluate passes it on raw
+    from transformers import Trainer
+
+    assert "skip_prepare_dataset = self._is_vision_dataset" in init
+    assert "if not self._is_vision_dataset and eval_dataset is not None" in inspect.getsource(DPOTrainer.evaluate)
+    assert list(inspect.signature(Trainer._get_dataloader).parameters)[:3] == ["self", "dataset", "description"]

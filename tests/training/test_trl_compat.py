@@ -340,7 +340,7 @@ def test_streamed_string_names_and_bad_rows_are_named(tok, tmp_path):
         trainer.train()
 
 
-# ---- image data: wired without a tiny local vision-language model (none is built here; see the README)
+# ---- image data: the wiring, without a model (a tiny local VLM trains it in tests/training/test_trl_vision.py)
 def test_image_data_is_validated_and_mapped_before_dpotrainer_skips_preparation():
     from rpo.data.schema import validate_preferences
     from rpo.training import compat
