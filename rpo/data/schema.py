@@ -195,13 +195,15 @@ def annotator_ids(
     num_annotators: int | None = None,
     name: str = "dataset",
     allow_gaps: bool = True,
+    names_from: str = "the training set",
 ) -> tuple[list[int], list[str]]:
     """``(ids, names)``: an integer id in [0, K) for every row, and the K annotator names.
 
     ``names=None`` fixes the mapping (do it on the training set): string names map to ids in sorted
     order; integer ids are kept, K = ``num_annotators`` or max id + 1; no ``column``: one virtual
-    annotator. Given ``names`` (another split of the same run), rows are mapped onto them and an unknown
-    annotator is an error naming the row. Refused: a column mixing string names and integer ids, and, with
+    annotator. Given ``names`` (another split of the same run, or an order fixed up front; ``names_from``
+    says which in the errors), rows are mapped onto them and an unknown annotator is an error naming the
+    row. Refused: a column mixing string names and integer ids, and, with
     ``allow_gaps=False`` (the trainer's), integer ids with gaps when K is inferred (ids 0, 1, 5 would make
     annotators 2-4 with no label, whose eta never moves from eta0; give ``num_annotators`` to mean that, or
     use names)."""
@@ -210,7 +212,7 @@ def annotator_ids(
         if names is None:
             names = [VIRTUAL_ANNOTATOR]
         elif names != [VIRTUAL_ANNOTATOR]:
-            raise ValueError(f"{name} has no {column!r} column, but the training set has annotators")
+            raise ValueError(f"{name} has no {column!r} column, but {names_from} names annotators {names[:5]}")
         return [0] * len(get(REQUIRED[0])), names
     values = list(get(column))
     kinds = {type(v) for v in values}
@@ -227,7 +229,7 @@ def annotator_ids(
         if unknown:
             row = next(i for i, v in enumerate(values) if v in set(unknown))
             raise ValueError(
-                f"{name} column {column!r}: annotators {unknown[:5]} not in the training set (first at row {row})"
+                f"{name} column {column!r}: annotators {unknown[:5]} not in {names_from} (first at row {row})"
             )
         return [index[v] for v in values], names
     if str in kinds:
@@ -249,7 +251,7 @@ def annotator_ids(
     if names is not None and names != [str(i) for i in range(len(names))]:
         # integer ids cannot be matched to names: id 0 need not be the first name of the training set
         raise ValueError(
-            f"{name} column {column!r} holds integer ids, but the training set named its annotators "
+            f"{name} column {column!r} holds integer ids, but {names_from} named its annotators "
             f"{names[:5]}; use the same names in every split"
         )
     if names is None:
@@ -297,27 +299,29 @@ def validate_stream(
     names: list[str] | None = None,
     num_annotators: int | None = None,
     name: str = "dataset",
+    names_from: str = "the training set",
 ):
     """``(dataset, names)`` for a streamed (``datasets.IterableDataset``) set: every row is validated
     (:func:`validate_row`) and given its integer annotator id in ``id_column`` as it streams, and identical
     pairs are filtered out. The annotators must be known before the first row: without an annotator column
     (judged on the first row) one virtual annotator; integer ids need ``num_annotators`` (K cannot be
-    inferred without reading the whole stream), or the training set's names; string names need the names
-    fixed by a map-style training set (a stream's names cannot be sorted before it ends): pass them as
-    ``names``, or map them to integer ids and give ``num_annotators``."""
+    inferred without reading the whole stream), or the training set's names; string names need their
+    order up front (a stream's names cannot be sorted before it ends): ``names``, from a map-style training
+    set or ``RobustConfig.annotator_names`` (``names_from`` says which in the errors)."""
     first = next(iter(dataset), None)
     if first is None:
         raise ValueError(f"{name}: preference data is empty (0 rows)")
     _check_annotator_column_name(list(first), column, name)
     if column not in first:
         if names is not None and names != [VIRTUAL_ANNOTATOR]:
-            raise ValueError(f"{name} has no {column!r} column, but the training set has annotators")
+            raise ValueError(f"{name} has no {column!r} column, but {names_from} names annotators {names[:5]}")
         names = [VIRTUAL_ANNOTATOR]
     elif names is None:
         if isinstance(first[column], str):
             raise ValueError(
-                f"{name}: a streamed set with string annotator names needs the names before its first row; map "
-                "them to integer ids 0..K-1 and set num_annotators=K, or train on a map-style Dataset"
+                f"{name}: a streamed set with string annotator names needs the names before its first row; pass "
+                "them in eta's order as RobustConfig(annotator_names=[...]), or map them to integer ids 0..K-1 "
+                "and set num_annotators=K, or train on a map-style Dataset"
             )
         if num_annotators is None:
             raise ValueError(
@@ -336,7 +340,7 @@ def validate_stream(
         a = row[column]
         key = a if isinstance(a, str) else str(int(a))
         if key not in index:
-            raise ValueError(f"{name} column {column!r}: annotator {a!r} at row {i} is not one of {names[:5]}")
+            raise ValueError(f"{name} column {column!r}: annotator {a!r} at row {i} is not in {names_from} {names[:5]}")
         return {id_column: index[key]}
 
     dataset = dataset.map(check, with_indices=True)

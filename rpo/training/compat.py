@@ -172,3 +172,18 @@ def with_annotator_ids(trainer, dataset, description: str):
     if ANNOTATOR_ID in columns:
         return dataset
     return trainer._validate(dataset, description.lower(), drop_identical=True)
+
+
+def annotator_mapping(trainer, name: str) -> dict:
+    """The keyword arguments of the annotator-id mapping (:func:`rpo.data.schema.annotator_ids` /
+    ``validate_stream``) for one split: the names fixed so far (the training set's), or before the training
+    set ``RobustConfig.annotator_names``, whose order a stream with string names cannot be sorted into."""
+    cfg = trainer._cfg
+    given = cfg.annotator_names
+    return dict(
+        column=cfg.annotator_column,
+        names=trainer.annotator_names or (list(given) if given else None),
+        num_annotators=cfg.num_annotators,
+        name=f"{name} dataset",
+        names_from="RobustConfig.annotator_names" if given else "the training set",
+    )

@@ -46,6 +46,9 @@ class RobustConfig(DPOConfig):
     * ``annotator_column``: dataset column of annotator ids (ints in [0, K)) or names (strings, mapped to
       ids in sorted order and saved to ``output_dir/annotators.json``). Absent: one virtual annotator.
     * ``num_annotators``: K when ids are integers; None infers K = max id + 1 from the training set.
+    * ``annotator_names``: the annotators' string names in eta's order (instead of the sorted names); a
+      name in the data outside it is an error naming the row. A streamed training set with string names
+      needs it (its names cannot be sorted before it ends).
     * ``gamma``: SimPO's absolute margin (TRL's ``simpo_gamma``). ``cpo_alpha``: weight of CPO's NLL.
     * ``baseline``: None, "cdpo" (fixed weights w = 1 - noise_eps in the weighted objective) or "rdpo"
       (Chowdhury et al.'s unbiased loss, TRL's ``robust``); both need a known ``noise_eps`` in
@@ -78,6 +81,10 @@ class RobustConfig(DPOConfig):
     objective: str = field(default="gibbs", metadata={"help": "M-step objective: 'gibbs' (eq. 5) or 'weighted'."})
     annotator_column: str = field(default="annotator", metadata={"help": "Column of annotator ids or names."})
     num_annotators: int | None = field(default=None, metadata={"help": "K for integer ids (default: max id + 1)."})
+    annotator_names: list[str] | None = field(
+        default=None,
+        metadata={"help": "String annotator names in eta's order (default: sorted); a streamed set needs them."},
+    )
     gamma: float = field(default=0.0, metadata={"help": "SimPO's absolute margin gamma."})
     cpo_alpha: float = field(default=1.0, metadata={"help": "Weight of CPO's NLL term."})
     baseline: str | None = field(
@@ -144,6 +151,7 @@ class RobustConfig(DPOConfig):
             )
         if self.num_annotators is not None and self.num_annotators < 1:
             raise ValueError(f"RobustConfig.num_annotators must be >= 1, got {self.num_annotators}")
+        self._check_annotator_names()
         if self.cpo_alpha < 0:
             raise ValueError(f"RobustConfig.cpo_alpha must be >= 0, got {self.cpo_alpha}")
         # TRL options that _compute_loss would silently ignore are refused instead.
@@ -184,6 +192,26 @@ class RobustConfig(DPOConfig):
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"RobustConfig.{name} must be an integer >= 1, got {getattr(self, name)!r}")
+
+    def _check_annotator_names(self) -> None:
+        names = self.annotator_names
+        if names is None:
+            return
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not names:
+            raise ValueError(f"RobustConfig.annotator_names must be a non-empty list of strings, got {names!r:.80}")
+        bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+        if bad:
+            raise ValueError(f"RobustConfig.annotator_names must hold non-empty strings, got {bad[0]!r}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"RobustConfig.annotator_names must be unique; repeated: {repeated[:5]}")
+        # one entry of eta per name: a different K is a contradiction, not a choice between the two
+        if self.num_annotators is not None and self.num_annotators != len(names):
+            raise ValueError(
+                f"RobustConfig.num_annotators={self.num_annotators} but annotator_names names {len(names)} "
+                f"annotator(s); give one of them, or make them agree"
+            )
+        self.annotator_names = list(names)
 
     @property
     def smoothing(self) -> float:

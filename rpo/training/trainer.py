@@ -168,8 +168,7 @@ class RobustTrainer(DPOTrainer):
 
     def _validate(self, dataset, name: str, drop_identical: bool):
         dataset = compat.with_explicit_prompt(dataset)
-        ids_of = dict(column=self._cfg.annotator_column, names=self.annotator_names, name=f"{name} dataset")
-        ids_of["num_annotators"] = self._cfg.num_annotators
+        ids_of = compat.annotator_mapping(self, name)
         if compat.is_streamed(dataset):  # validated and mapped row by row as it streams
             dataset, self.annotator_names = validate_stream(dataset, ANNOTATOR_ID, drop_identical, **ids_of)
             return dataset

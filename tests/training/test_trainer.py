@@ -77,6 +77,12 @@ def batch_loss(trainer, n=8):
         (dict(loss_type="ipo"), "loss_type"),
         (dict(label_smoothing=0.1), "label_smoothing"),
         (dict(lm_head="chunked"), "lm_head"),
+        (dict(annotator_names=[]), "annotator_names must be a non-empty list"),
+        (dict(annotator_names="ann"), "annotator_names must be a non-empty list"),
+        (dict(annotator_names=["ann", " "]), "annotator_names must hold non-empty strings"),
+        (dict(annotator_names=["ann", 3]), "annotator_names must hold non-empty strings"),
+        (dict(annotator_names=["ann", "bob", "ann"]), r"annotator_names must be unique; repeated: \['ann'\]"),
+        (dict(annotator_names=["ann", "bob"], num_annotators=3), "num_annotators=3 but annotator_names names 2"),
     ],
 )
 def test_config_rejects_bad_values(tmp_path, bad, word):

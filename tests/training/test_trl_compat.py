@@ -329,7 +329,7 @@ def test_streamed_string_names_and_bad_rows_are_named(tok, tmp_path):
             processing_class=tok,
         )
 
-    with pytest.raises(ValueError, match="string annotator names needs the names"):
+    with pytest.raises(ValueError, match=r"string annotator names needs the names.*RobustConfig\(annotator_names="):
         make(streamed(8, annotators=True))
     with pytest.raises(ValueError, match="needs num_annotators"):
         make(Dataset.from_list([{**r, "annotator": 0} for r in rows(8)]).to_iterable_dataset())
@@ -338,6 +338,47 @@ def test_streamed_string_names_and_bad_rows_are_named(tok, tmp_path):
     trainer = make(Dataset.from_list(bad).to_iterable_dataset(), max_steps=2)
     with pytest.raises(ValueError, match=r"column 'chosen', row 5: empty string"):
         trainer.train()
+
+
+def robust(tok, tmp_path, ds, **kw):
+    return RobustTrainer(
+        build_toy_model(0, tokenizer=tok),
+        build_toy_model(1, tokenizer=tok),
+        args=config(RobustConfig, tmp_path, "n", robust=True, **kw),
+        train_dataset=ds,
+        processing_class=tok,
+    )
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "map-style"])
+def test_annotator_names_fix_eta_order_and_a_stream_of_names_trains(tok, tmp_path, stream):
+    names = ["bob", "cid", "ann"]  # not sorted: the given order is eta's, "cid" has no row
+    data = Dataset.from_list(rows(8, annotators=True))
+    trainer = robust(
+        tok, tmp_path, streamed(8, annotators=True) if stream else data, annotator_names=names, max_steps=2
+    )
+    assert trainer.annotator_names == names and trainer.eta.shape == (3,)
+    trainer.train()
+    assert trainer.state.global_step == 2
+    eta = trainer.eta.tolist()
+    assert eta[1] == 0.9 and eta[0] != 0.9 and eta[2] != 0.9  # only the labelled annotators moved
+    _, ids = trainer.log_odds(data)
+    assert ids.tolist() == [2, 0] * 4  # ann -> 2, bob -> 0, as listed
+
+
+def test_a_name_outside_annotator_names_is_named_with_its_row(tok, tmp_path):
+    data = rows(8, annotators=True)
+    data[5]["annotator"] = "zed"
+    names = ["ann", "bob"]
+    with pytest.raises(
+        ValueError, match=r"annotators \['zed'\] not in RobustConfig.annotator_names \(first at row 5\)"
+    ):
+        robust(tok, tmp_path, Dataset.from_list(data), annotator_names=names)
+    trainer = robust(tok, tmp_path, Dataset.from_list(data).to_iterable_dataset(), annotator_names=names, max_steps=2)
+    with pytest.raises(ValueError, match=r"column 'annotator': annotator 'zed' at row 5 is not in RobustConfig"):
+        trainer.train()
+    with pytest.raises(ValueError, match="num_annotators=3 but annotator_names names 2"):
+        robust(tok, tmp_path, streamed(8, annotators=True), annotator_names=names, num_annotators=3)
 
 
 # ---- image data: the wiring, without a model (a tiny local VLM trains it in tests/training/test_trl_vision.py)
