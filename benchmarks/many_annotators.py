@@ -40,7 +40,7 @@ The issue's done criterion: at K = 32 the refit reaches Spearman >= 0.93 and MAE
     ... benchmarks/many_annotators.py --world learnable [--lr 1e-3]
 
 Outputs: ``benchmarks/many_annotators[_learnable[_lr0.001]].{json,txt}`` and
-``results/figure3_pool[...].{png,svg}`` (through ``rpo.io.save_figure``; ``--figure-dir ""`` skips it).
+``benchmarks/results/figure3_pool[...].{png,svg}`` (through ``rpo.io.save_figure``; ``--figure-dir ""`` skips it).
 27 trainings each; their training and refits took 23, 13 and 6 minutes on one thread of this
 shared machine (toy, learnable, learnable at lr 1e-3; the load varied).
 """
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--out", default=None, help="output stem (.json, .txt); default benchmarks/many_annotators[_<world>]"
     )
-    ap.add_argument("--figure-dir", default=str(HERE.parent / "results"))
+    ap.add_argument("--figure-dir", default=str(HERE / "results"))  # a benchmark figure, not one of the study's
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
 
