@@ -169,6 +169,8 @@ def train_and_measure(
     ``measure_witness``: also ``witness_auroc``, the AUROC of the trained policy's eq. 2 log-odds (-d) for
     the flipped labels among training pairs *outside* its pool (annotated alike, never trained on):
     out of sample, as :mod:`rpo.toy.witness`, at the cost of one scoring pass."""
+    from transformers.trainer_callback import PrinterCallback
+
     from rpo.data.noise import true_reliability
     from rpo.data.schema import public_view
     from rpo.toy.metrics import flag_auroc, preference_accuracy
@@ -190,6 +192,9 @@ def train_and_measure(
             train_dataset=public_view(data),
             processing_class=tok,
         )
+        # the per-step log dicts stay in state.log_history (the eta trajectory below); printed, they bury the
+        # run's one summary line per training under ~150 lines each in 02_train's output and its reading copy
+        trainer.remove_callback(PrinterCallback)
         trainer.train()
     policy.eval()
     # Reference-free methods rank by mean log-prob (SimPO's own reward); the others by the log-ratio.
