@@ -164,7 +164,14 @@ def start_pool_run(tmp_path, execute="helpers.slow_execute", plan_code=None):
         f"run_plan(plan, {str(run_dir)!r}, jobs=2, progress=False, notebooks_dir={str(nbs)!r}"
         + (f", execute_fn={execute})" if execute else ")")
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    # A shell that starts the suite in the background (`cmd &` without job control) hands SIGINT down ignored,
+    # and Python then never installs its Ctrl-C handler: give the child Ctrl-C as a terminal would.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     return proc, run_dir
 
 
