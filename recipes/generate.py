@@ -77,6 +77,7 @@ SETS = {
     ),
 }
 
+HOLDER_GAMMA = 2.0  # Fujisawa et al. 2025, section 5: "We set beta = 0.1 and gamma = 2.0"
 NOISE_EPS = 0.1  # assumed flip rate for cDPO / rDPO: the datasets' true rate is unknown
 TITLES = {"dpo": "DPO (eq. 1)", "ipo": "IPO", "simpo": "SimPO", "cpo": "CPO"}
 
@@ -102,12 +103,14 @@ def recipe(model_key: str, method: str) -> str:
     if entry.baseline in ("cdpo", "rdpo"):
         return baseline_recipe(model_key, method)
     robust, base, name = entry.robust, entry.loss, entry.label
-    smoothed = entry.baseline == "ls"
+    smoothed, holder = entry.baseline == "ls", entry.baseline == "holder"
     gamma = m.get("gamma_beta_ratio", 0.0) * BETA  # only read for SimPO (the sets without it have no SimPO recipe)
     L = []
     add = L.append
     add(f"# {name} on {m['model']} ({m['dataset']}): the RPO paper's setting, section 5.1.")
-    if smoothed:
+    if holder:
+        what = "Hölder-DPO (Fujisawa et al. 2025, arXiv 2505.17859, Prob. (12)), through the same RobustTrainer"
+    elif smoothed:
         what = f"Label-smoothed {TITLES[base]} (the final paper's 'w/ LS' baseline), through the same RobustTrainer"
     elif robust:
         what = f"Robust {TITLES[base]} (Algorithm 1, eqs. 4-7)"
@@ -138,6 +141,10 @@ def recipe(model_key: str, method: str) -> str:
         add("ls_eps: null")
         add("eta0: 0.9  # only sets the default rate 1 - eta0")
         add("objective: gibbs  # the same M-step objective as the R- recipes")
+    if holder:
+        add("baseline: holder")
+        add(f"holder_gamma: {fmt(HOLDER_GAMMA)}  # Hölder-DPO's default (its section 5: 'gamma = 2.0')")
+        add("# Hölder-DPO's own runs used beta 0.1; here the RPO paper's beta, as for its other DPO variants.")
     add(f"beta: {BETA}  # paper: beta = 0.01 'for DPO and its variants' (applied to all four losses)")
     if base == "simpo":
         add(

@@ -32,6 +32,7 @@ Departures from Table 1 (also in the README's table):
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -180,6 +181,29 @@ def _cpo_nlls(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, cp
     if cpo_nll == "sum":
         return -chosen_logps, -rejected_logps
     raise ValueError(f"cpo_nll must be one of {CPO_NLL_MODES}, got {cpo_nll!r}")
+
+
+def holder_dpo_loss(log_odds: Tensor, holder_gamma: float) -> Tensor:
+    """Hölder-DPO's per-example loss (Fujisawa, Adachi, Osborne 2025, arXiv 2505.17859, Prob. (12), derived
+    in their Appendix D), not a Table 1 loss: with ``p = sigmoid(d)`` the model's probability of the
+    observed label (``d = g_theta(s) = beta h`` for DPO, eq. 2's log-odds),
+
+        ``l(d) = holder_gamma * p^(1 + holder_gamma) - (1 + holder_gamma) * p^holder_gamma``.
+
+    This is the density-power Hölder score ``S_gamma(p_D || sigmoid(g_theta)) = phi(A / B) B`` with
+    ``phi(h) = gamma - (1 + gamma) h`` (Prob. (8)-(9)), ``A = E[p^gamma]`` and the intractable
+    ``B = int p^(1 + gamma) ds`` both estimated by the empirical measure of the data (Appendix D); it is
+    linear in A and B, so its batch mean is Prob. (12) and it separates per example.
+
+    ``dl/dd = -gamma (1 + gamma) p^gamma (1 - p)^2`` vanishes as ``d -> -inf`` (the redescending property,
+    Corollary 1: a confidently contradicted label, likely flipped, has no pull), where DPO's ``-(1 - p)``
+    tends to -1. ``holder_gamma > 0`` (Theorem 4; the paper's default 2.0, section 5). Shapes: (B,) -> (B,).
+    """
+    if isinstance(holder_gamma, bool) or not isinstance(holder_gamma, (int, float)) or not 0 < holder_gamma < math.inf:
+        raise ValueError(f"holder_gamma must be a finite number > 0 (Hölder-DPO's gamma), got {holder_gamma!r}")
+    log_p = F.logsigmoid(log_odds)  # p^gamma through its log: no 0 ** gamma, no overflow
+    p_gamma = torch.exp(holder_gamma * log_p)
+    return p_gamma * (holder_gamma * torch.exp(log_p) - (1.0 + holder_gamma))
 
 
 def pair_losses(

@@ -11,6 +11,8 @@ Names a reader cannot confuse:
 * ``dpo-ls`` ... ``cpo-ls`` are label smoothing of each base loss (the final paper's "w/ LS"), labels
   ``DPO+LS`` ...; ``baseline="ls"``, rate ``ls_eps`` (default 1 - eta0: RPO's objective at initialisation,
   so the comparison with R-X isolates what the E-step adds; see :mod:`rpo.core.objectives`).
+* ``holder-dpo`` is Hölder-DPO (Fujisawa et al. 2025, Prob. (12)), label ``Holder-DPO``: a robust loss that
+  needs no noise rate; ``baseline="holder"``, its gamma ``holder_gamma`` (default 2.0, the paper's).
 
 A study config (:mod:`rpo.pipeline.profiles`) names a method by two keys kept for its hash, ``method``
 (the base loss, or ``cdpo`` / ``rdpo``) and ``robust``: :func:`from_config` maps it here.
@@ -28,7 +30,7 @@ class Method:
     key: str  # registry key = recipe stem, e.g. "r-dpo", "rdpo-chowdhury"
     loss: str  # base preference loss of Table 1 (rpo.core.losses.LOSSES)
     robust: bool  # RPO (Algorithm 1) on top of `loss`
-    baseline: str | None  # RobustConfig.baseline: None | "cdpo" | "rdpo"
+    baseline: str | None  # RobustConfig.baseline: None | "cdpo" | "rdpo" | "ls" | "holder"
     label: str  # display name in tables and figures
     config_method: str  # the `method` key of a study config (with `robust`)
 
@@ -48,7 +50,7 @@ class Method:
 
 _LABELS = {"dpo": "DPO", "ipo": "IPO", "simpo": "SimPO", "cpo": "CPO"}
 BASE_LOSSES = tuple(LOSSES)  # dpo, ipo, simpo, cpo: Table 1's order
-BASELINES = {"cdpo": "cDPO", "rdpo": "rDPO", "ls": "LS"}  # RobustConfig.baseline -> label
+BASELINES = {"cdpo": "cDPO", "rdpo": "rDPO", "ls": "LS", "holder": "Holder"}  # RobustConfig.baseline -> label
 KNOWN_NOISE = ("cdpo", "rdpo")  # the baselines told the noise rate (noise_eps)
 
 METHODS: dict[str, Method] = {}
@@ -57,6 +59,7 @@ for _loss in BASE_LOSSES:
     METHODS[f"r-{_loss}"] = Method(f"r-{_loss}", _loss, True, None, f"R-{_LABELS[_loss]}", _loss)
 METHODS["cdpo"] = Method("cdpo", "dpo", False, "cdpo", "cDPO", "cdpo")
 METHODS["rdpo-chowdhury"] = Method("rdpo-chowdhury", "dpo", False, "rdpo", "rDPO", "rdpo")
+METHODS["holder-dpo"] = Method("holder-dpo", "dpo", False, "holder", "Holder-DPO", "holder-dpo")
 for _loss in BASE_LOSSES:
     METHODS[f"{_loss}-ls"] = Method(f"{_loss}-ls", _loss, False, "ls", f"{_LABELS[_loss]}+LS", f"{_loss}-ls")
 
@@ -68,8 +71,8 @@ def get(key: str) -> Method:
 
 
 def from_config(cfg: dict) -> Method:
-    """The method of a study config (``method`` = base loss, ``cdpo`` / ``rdpo`` or ``<loss>-ls``, plus
-    ``robust``)."""
+    """The method of a study config (``method`` = base loss, ``cdpo`` / ``rdpo``, ``holder-dpo`` or
+    ``<loss>-ls``, plus ``robust``)."""
     name, robust = cfg["method"], bool(cfg.get("robust"))
     for m in METHODS.values():
         if m.config_method == name and m.robust == robust:

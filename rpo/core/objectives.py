@@ -1,6 +1,11 @@
 """The per-example training objective of every method, from the policy's log-probs: RPO (eqs. 4 + 5),
-the plain base loss, the known-noise baselines and label smoothing. Pure torch; reduction happens once, at
-the caller.
+the plain base loss, the known-noise baselines, label smoothing and Hölder-DPO. Pure torch; reduction happens
+once, at the caller.
+
+Hölder-DPO (``holder``, method ``holder-dpo``; Fujisawa et al. 2025, Prob. (12)) is
+:func:`rpo.core.losses.holder_dpo_loss` of eq. 2's log-odds ``d``: for DPO ``d = beta h``, the paper's
+``g_theta(s)``. On another base loss it applies the same score to that loss's Gibbs probability
+``sigmoid(d)``, an extension the paper does not make.
 
 Label smoothing (``ls-gibbs`` / ``ls-weighted``, methods ``dpo-ls`` ... ``cpo-ls``) is eq. 5 with the E-step
 replaced by the constant ``w = 1 - eps``: under the Gibbs M-step ``-((1 - eps) log p(y_w > y_l) +
@@ -24,7 +29,7 @@ import torch
 
 from rpo.core.em import e_step_and_loss, gibbs_e_step_and_loss, rpo_loss
 from rpo.core.log_odds import gibbs_log_odds
-from rpo.core.losses import pair_losses
+from rpo.core.losses import holder_dpo_loss, pair_losses
 
 Tensor = torch.Tensor
 
@@ -37,14 +42,18 @@ class ObjectiveContext:
     eta: Tensor | None = None  # (B,) eta_k of each row's annotator (weighted RPO)
     noise_eps: float | None = None  # known flip rate (cdpo / rdpo)
     smoothing: float | None = None  # label-smoothing rate eps (ls)
+    holder_gamma: float | None = None  # Hölder-DPO's gamma (holder)
+
+
+def _log_odds(logps, ctx: ObjectiveContext) -> Tensor:
+    # eq. 2's log-odds in closed form, in at least float32 (as rpo.core.em computes eqs. 4 and 5)
+    d = gibbs_log_odds(ctx.pref_loss, *logps, **ctx.loss_options)
+    return d if d.dtype in (torch.float32, torch.float64) else d.float()
 
 
 def _rpo_gibbs(logps, ctx: ObjectiveContext):
-    # eq. 2's log-odds in closed form, then eqs. 4 and 5 in one pass
-    d = gibbs_log_odds(ctx.pref_loss, *logps, **ctx.loss_options)
-    if d.dtype not in (torch.float32, torch.float64):
-        d = d.float()  # eqs. 4 and 5 in at least float32, as rpo.core.em does
-    return gibbs_e_step_and_loss(d, ctx.prior)
+    # eq. 2's log-odds, then eqs. 4 and 5 in one pass
+    return gibbs_e_step_and_loss(_log_odds(logps, ctx), ctx.prior)
 
 
 def _rpo_weighted(logps, ctx: ObjectiveContext):
@@ -70,6 +79,11 @@ def _rdpo(logps, ctx: ObjectiveContext):
     return ((1.0 - eps) * loss_wl - eps * loss_lw) / (1.0 - 2.0 * eps), None
 
 
+def _holder(logps, ctx: ObjectiveContext):
+    # Hölder-DPO, Prob. (12): the density-power score of sigmoid(d), per example
+    return holder_dpo_loss(_log_odds(logps, ctx), ctx.holder_gamma), None
+
+
 def _label_smoothing(m_step: str):
     def fn(logps, ctx: ObjectiveContext):
         # eq. 5 with w fixed at 1 - eps instead of eq. 4's posterior (see the module docstring)
@@ -88,10 +102,11 @@ OBJECTIVES: dict[str, Callable[..., tuple[Tensor, Tensor | None]]] = {
     "rdpo": _rdpo,
     "ls-gibbs": _label_smoothing("gibbs"),
     "ls-weighted": _label_smoothing("weighted"),
+    "holder": _holder,
 }
 
 
 def objective_key(method_objective: str, m_step: str = "gibbs") -> str:
-    """The :data:`OBJECTIVES` key of a method (``"rpo"``, ``"plain"``, ``"cdpo"``, ``"rdpo"``, ``"ls"``) under an
-    M-step objective (``"gibbs"`` or ``"weighted"``; RPO and label smoothing only)."""
+    """The :data:`OBJECTIVES` key of a method (``"rpo"``, ``"plain"``, ``"cdpo"``, ``"rdpo"``, ``"ls"``,
+    ``"holder"``) under an M-step objective (``"gibbs"`` or ``"weighted"``; RPO and label smoothing only)."""
     return f"{method_objective}-{m_step}" if method_objective in ("rpo", "ls") else method_objective

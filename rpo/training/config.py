@@ -54,7 +54,9 @@ class RobustConfig(DPOConfig):
       (Chowdhury et al.'s unbiased loss, TRL's ``robust``); both need a known ``noise_eps`` in
       (0, 0.5) and apply to any ``pref_loss`` (with dpo they are the originals); or "ls", label smoothing
       of ``pref_loss`` at rate ``ls_eps`` (None: 1 - eta0), eq. 5 with w fixed at 1 - eps under the same
-      ``objective`` as RPO (:mod:`rpo.core.objectives`). Not with ``robust``.
+      ``objective`` as RPO (:mod:`rpo.core.objectives`); or "holder", Hölder-DPO (Fujisawa et al. 2025,
+      Prob. (12): a redescending loss that needs no noise rate) with its ``holder_gamma`` > 0 (default 2.0,
+      the paper's). Not with ``robust``.
     * ``lm_head``: "fused" computes the policy's log-probs as DPOTrainer does, through TRL's fused LM head;
       "logits" through the full logits, as CPOTrainer does; "auto" (default) picks fused exactly where TRL
       runs that head as its Triton kernel (CUDA, XPU). Same values (tested to 1e-5). On CPU TRL's fallback
@@ -88,12 +90,16 @@ class RobustConfig(DPOConfig):
     gamma: float = field(default=0.0, metadata={"help": "SimPO's absolute margin gamma."})
     cpo_alpha: float = field(default=1.0, metadata={"help": "Weight of CPO's NLL term."})
     baseline: str | None = field(
-        default=None, metadata={"help": "None, 'cdpo' / 'rdpo' (known noise rate) or 'ls' (label smoothing)."}
+        default=None,
+        metadata={"help": "None, 'cdpo' / 'rdpo' (known noise rate), 'ls' (label smoothing) or 'holder' (Hölder-DPO)."},
     )
     ls_eps: float | None = field(
         default=None, metadata={"help": "Label-smoothing rate of baseline 'ls', in (0, 0.5); None: 1 - eta0."}
     )
     noise_eps: float = field(default=0.1, metadata={"help": "Known label-noise rate of cdpo / rdpo, in (0, 0.5)."})
+    holder_gamma: float = field(
+        default=2.0, metadata={"help": "Hölder-DPO's gamma (baseline 'holder'), > 0; Fujisawa et al. 2025: 2.0."}
+    )
     lm_head: str = field(
         default="auto",
         metadata={
@@ -140,6 +146,8 @@ class RobustConfig(DPOConfig):
                 raise ValueError(f"RobustConfig.baseline={self.baseline!r} needs robust=False")
             if self.baseline in KNOWN_NOISE and not 0.0 < self.noise_eps < 0.5:
                 raise ValueError(f"RobustConfig.noise_eps must be in (0, 0.5), got {self.noise_eps}")
+        if not self.holder_gamma > 0:  # Theorem 4 needs gamma > 0; at 0 the loss is the constant -1
+            raise ValueError(f"RobustConfig.holder_gamma must be > 0, got {self.holder_gamma}")
         if self.ls_eps is not None and not 0.0 < self.ls_eps < 0.5:
             raise ValueError(f"RobustConfig.ls_eps must be in (0, 0.5), got {self.ls_eps}")
         if self.eta_prior_strength is not None and not self.eta_prior_strength > 0:
@@ -176,7 +184,8 @@ class RobustConfig(DPOConfig):
         would slip through the range checks below and surface as a NaN step (or 'eta must lie in [0, 1],
         got nan') during training; a string from a hand-built config would fail deep inside a comparison."""
         optional = {"ls_eps", "eta_prior_strength", "num_annotators"}
-        for name in ("beta", "eta0", "ema_alpha", "gamma", "cpo_alpha", "noise_eps", "refit_tol", *sorted(optional)):
+        checked = ("beta", "eta0", "ema_alpha", "gamma", "cpo_alpha", "noise_eps", "holder_gamma", "refit_tol")
+        for name in (*checked, *sorted(optional)):
             value = getattr(self, name)
             if value is None and name in optional:
                 continue

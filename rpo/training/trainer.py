@@ -236,6 +236,7 @@ class RobustTrainer(DPOTrainer):
             self._loss_options(),
             noise_eps=self.args.noise_eps,
             smoothing=self.args.smoothing,
+            holder_gamma=self.args.holder_gamma,
             prior=self.reliability.prior(ids) if robust and self.args.objective == "gibbs" else None,
             eta=self.reliability.eta_of(ids) if robust and self.args.objective == "weighted" else None,
         )
