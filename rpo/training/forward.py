@@ -39,11 +39,23 @@ def policy_logps(model, inputs: dict, *, fused: bool, router_logits: bool = Fals
         per_token = outputs.log_probs[:, -seq_len:]
     else:  # the model's own head; position t predicts token t + 1
         outputs = model(**model_kwargs)
-        per_token = selective_log_softmax(outputs.logits[:, :-1], inputs["input_ids"][:, 1:])
+        per_token = token_logps(outputs.logits[:, :-1], inputs["input_ids"][:, 1:])
         per_token = per_token.masked_fill(completion_mask[:, 1:] == 0, 0.0)
     chosen_logps, rejected_logps = per_token.sum(dim=1).chunk(2, dim=0)
     chosen_len, rejected_len = completion_mask.sum(dim=1).chunk(2, dim=0)  # TRL's ipo convention
     return (chosen_logps, rejected_logps, chosen_len, rejected_len), model_kwargs, outputs
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor, budget: int = 1 << 24) -> torch.Tensor:
+    """``log_softmax(logits)`` gathered at ``targets``, (N, T), as TRL's ``selective_log_softmax`` on float32
+    (the target's logit minus a logsumexp per sequence, to bound memory), but over as many sequences per call
+    as fit ``budget`` logits: a tiny model's whole batch in one call, not 2B calls, which cost a toy model's
+    scoring pass a tenth of its time (issue 14). Same values, bit for bit (tests/training/test_forward.py)."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        return selective_log_softmax(logits, targets)
+    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1)
+    per_call = max(1, budget // max(1, logits[0].numel()))
+    return picked - torch.cat([torch.logsumexp(chunk, dim=-1) for chunk in logits.split(per_call)])
 
 
 def reference_logps(trainer, inputs: dict):

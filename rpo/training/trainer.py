@@ -197,7 +197,7 @@ class RobustTrainer(DPOTrainer):
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = self._validate(dataset, dataset_name, drop_identical=True)
-        dataset = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+        dataset = compat.prepared(self, dataset, dataset_name, processing_class, args)  # text: in batches
         # TRL's truncation / filtering left nothing (a sampler error would follow)
         if not compat.is_streamed(dataset) and len(dataset) == 0:
             raise ValueError(

@@ -63,3 +63,56 @@ def test_trl_internals_unchanged():
     assert "skip_prepare_dataset = self._is_vision_dataset" in init
     assert "if not self._is_vision_dataset and eval_dataset is not None" in inspect.getsource(DPOTrainer.evaluate)
     assert list(inspect.signature(Trainer._get_dataloader).parameters)[:3] == ["self", "dataset", "description"]
+
+
+def _bpe_tokenizer():
+    """A byte-level BPE trained here on a few strings, so that tokens merge across the prompt / completion
+    boundary (the case TRL's common-prefix rule exists for); the toy tokenizer is per character."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    corpus = ["the answer is 42", "answer: yes", "no answer", "question? answer!"] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "</s>", "<s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", bos_token="<s>", unk_token="<unk>")
+
+
+@pytest.mark.parametrize("which", ["toy", "bpe"])
+@pytest.mark.parametrize("max_length", [None, 6])
+def test_text_preparation_in_batches_equals_trl(which, max_length):
+    """compat._prepare_text gives DPOTrainer._prepare_dataset's rows, ids and order exactly: EOS added only
+    where missing, the completion split where prompt and prompt + completion diverge, fully truncated
+    prompts dropped; and it declines what TRL must prepare itself."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from rpo.models import load_model
+    from rpo.training.compat import _prepare_text
+
+    tok = load_model("toy")[1] if which == "toy" else _bpe_tokenizer()
+    eos = tok.eos_token
+    rows = {
+        "prompt": ["the answer is", "question?", "the answer is 42 and a much longer prompt", "answe", "x"] * 3,
+        "chosen": [" 42", " answer!" + eos, "yes", "r", ""] * 3,  # "answe" + "r": BPE merges across the boundary
+        "rejected": ["answer", " no", " no answer" + eos, "r: yes", "y"] * 3,
+        "rpo_annotator_id": list(range(15)),
+    }
+    data = Dataset.from_dict(rows)
+    args = SimpleNamespace(dataset_num_proc=None, max_length=max_length, truncation_mode="keep_start")
+    ours = _prepare_text(data, tok, args, "t")
+    theirs = DPOTrainer._prepare_dataset(SimpleNamespace(_tokenizer=tok), data, tok, args, "t")
+    assert ours.column_names == theirs.column_names
+    assert ours.to_list() == theirs.to_list()
+    if max_length is not None:
+        assert len(ours) < len(data)  # the long prompt is dropped by both
+    if which == "bpe":  # the merge case is exercised: the prompt's last token left out of the completion split
+        assert len(ours[3]["prompt_ids"]) < len(tok(text="answe")["input_ids"])
+    turn = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
+    chat = Dataset.from_dict(
+        {"prompt": [turn("user", "hi")], "chosen": [turn("assistant", "a")], "rejected": [turn("assistant", "b")]}
+    )
+    assert _prepare_text(chat, tok, args, "t") is None
+    assert _prepare_text(data.to_iterable_dataset(), tok, args, "t") is None
+    assert _prepare_text(data.remove_columns("prompt"), tok, args, "t") is None
