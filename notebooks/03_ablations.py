@@ -37,3 +37,17 @@ display(Markdown(table))
 
 # %%
 frame.groupby(["eta0", "alpha", "eta_update", "objective"], sort=False)["status"].value_counts().unstack(fill_value=0)
+
+# %% [markdown]
+# The same ablations at the informative witness level (issue 12: `table3_informative`, the toy world at the
+# pre-declared dial level, trained at the dial studies' beta). Today's witness leaves eta near eta0 whatever the
+# setting (Remark E.1); whether eta0 and alpha matter once the witness separates flips from clean labels is
+# what this table shows. A profile without it says so.
+
+# %%
+from rpo.pipeline.profiles import get_profile
+
+if "table3_informative" in {s.name for s in get_profile(profile, grid).studies}:
+    display(Markdown(study_markdown(profile, "table3_informative", runs_root=runs_root, grid=grid)[2]))
+else:
+    print(f"profile {profile!r} has no informative-level Table 3")

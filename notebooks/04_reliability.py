@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
 from rpo.report import eta_trajectories, study_markdown
+from rpo.report.figures import eta_scatter
 
 study, frame, table = study_markdown(profile, "figure2", runs_root=runs_root, grid=grid)
 display(Markdown(table))
@@ -36,20 +37,28 @@ display(Markdown(table))
 # Estimated against true eta, one point per (noise, seed, annotator):
 
 # %%
-ok = frame[frame["status"] == "ok"]
 fig, ax = plt.subplots(figsize=(4, 4))
-for k, marker in ((1, "o"), (2, "s")):
-    if f"eta_hat_{k}" in ok and ok[f"eta_hat_{k}"].notna().any():
-        ax.scatter(ok[f"eta_true_{k}"], ok[f"eta_hat_{k}"], marker=marker, label=f"annotator {k}", alpha=0.7)
-ax.plot([0.5, 1], [0.5, 1], "--", color="grey", lw=0.8)
-ax.set_xlabel("true eta (agreement with the oracle)")
-ax.set_ylabel("estimated eta")
-ax.legend()
-n_missing = int((frame["status"] != "ok").sum())
-ax.set_title(f"{len(ok)} runs" + (f"; {n_missing} missing" if n_missing else ""))
+eta_scatter(frame, ax, "today's world")
 
 # %% [markdown]
-# eta trajectories over training steps (seed 0):
+# The same at the informative witness level (issue 12: `figure2_informative`, the toy world at the pre-declared
+# dial level, trained at the dial studies' beta), where eq. 2 separates flipped from clean labels. Theorem 4.2's
+# eta_hat -> eta_true needs such a witness; the regime map (`08_regime`) found eta *over*estimating reliability
+# there. A profile without it says so.
+
+# %%
+from rpo.pipeline.profiles import get_profile
+
+if "figure2_informative" in {s.name for s in get_profile(profile, grid).studies}:
+    _, frame_inf, table_inf = study_markdown(profile, "figure2_informative", runs_root=runs_root, grid=grid)
+    display(Markdown(table_inf))
+    fig, ax = plt.subplots(figsize=(4, 4))
+    eta_scatter(frame_inf, ax, "informative level")
+else:
+    print(f"profile {profile!r} has no informative-level Figure 2")
+
+# %% [markdown]
+# eta trajectories over training steps (today's world, seed 0):
 
 # %%
 traj = eta_trajectories(profile, grid, frame, runs_root=runs_root, method="dpo", seed=0)

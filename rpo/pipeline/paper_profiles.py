@@ -14,7 +14,7 @@ Figure 3). Like every paper profile they run on a GPU cluster: ``02_train`` laun
 
 from __future__ import annotations
 
-from rpo.pipeline.spec import FigureSpec, Profile, SlurmParams, Study, analysis_steps, config
+from rpo.pipeline.spec import Profile, SlurmParams, Study, analysis_steps, config, figure2_study
 
 PAPER_TRAIN = {"beta": 0.01, "lr": 5e-7, "epochs": 1, "global_batch_size": 64}  # section 5.1
 ZERO3 = "accelerate launch --config_file recipes/accelerate/zero3.yaml -m rpo.training.launch {recipe}"
@@ -25,20 +25,11 @@ def qwen05(grid: str = "full") -> Profile:
     reduced = grid == "reduced"
     noise = (0.0, 0.2) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4)
     fig2 = tuple(config(method="dpo", robust=True, layout=lay, noise=n) for lay in ("single", "two") for n in noise)
-    study = Study(
+    study = figure2_study(
         "figure2",
         "Figure 2: estimated eta against true reliability (Qwen2.5-0.5B-Instruct, noisy UltraFeedback copies)",
         fig2,
         1 if reduced else 3,
-        rows=("layout", "noise"),
-        metrics=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
-        figure=FigureSpec(
-            x="noise",
-            y=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
-            col="layout",
-            xlabel="noise rate of the noisy annotator",
-            ylabel="reliability eta",
-        ),
     )
     return Profile(
         name="paper-qwen05",

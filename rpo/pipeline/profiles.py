@@ -30,6 +30,7 @@ from rpo.pipeline.spec import (  # noqa: F401  (re-exported: the profiles' vocab
     Step,
     Study,
     config,
+    figure2_study,
     row_label,
 )
 from rpo.pipeline.spec import analysis_steps as _analysis_steps
@@ -48,12 +49,12 @@ def _table2_configs(bases, noise: float, *, smoothing: bool, controls: bool, **w
     out = [config(method=m + s if s != "R" else m, robust=s == "R", noise=noise, **world) for m in bases for s in each]
     if controls:
         out += [config(method="dpo", labels=lab, noise=noise, **world) for lab in ("true", "filtered")]
-        out += [config(method=b, noise=noise, **world) for b in ("cdpo", "rdpo")]
+        out += [config(method=b, noise=noise, **world) for b in ("cdpo", "rdpo", "holder-dpo")]
     return out
 
 
 #: the rows whose share of DPO's noise damage Table 2 reports (issue 12), against DPO and DPO on the true labels
-RECOVERY = ("DPO", "DPO (clean labels)", ("R-DPO", "DPO+LS", "cDPO", "rDPO", "DPO (flips removed)"))
+RECOVERY = ("DPO", "DPO (clean labels)", ("R-DPO", "DPO+LS", "cDPO", "rDPO", "Holder-DPO", "DPO (flips removed)"))
 
 
 def _table2(name: str, title: str, configs: list[dict], seeds: int) -> Study:
@@ -90,30 +91,19 @@ def _studies(
     bases = BASE_METHODS[:2] if reduced else BASE_METHODS
     table2 = _table2_configs(bases, noise, smoothing=smoothing, controls=controls)
     if not reduced and not controls:  # the paper profiles: cDPO and rDPO at their recipes' assumed rate
-        table2 += [config(method="cdpo", noise=noise), config(method="rdpo", noise=noise)]
-    rdpo = dict(method="dpo", robust=True, noise=noise)
-    table3 = (
-        [config(**rdpo, eta0=e) for e in eta0s]
-        + [config(**rdpo, alpha=a) for a in alphas]
-        + [config(**rdpo, eta_update=u) for u in ("batch", "epoch")]
-        + [config(**rdpo, objective=o) for o in ("gibbs", "weighted")]
-    )
-    table3 = list({_key(c): c for c in table3}.values())  # the default R-DPO appears once
+        table2 += [config(method=b, noise=noise) for b in ("cdpo", "rdpo", "holder-dpo")]
     sweep = [config(method="dpo", robust=r, noise=n) for n in noise_sweep for r in (False, True)]
-    fig2 = [config(method="dpo", robust=True, layout=lay, noise=n) for lay in ("single", "two") for n in fig2_noise]
     # AUROC of w: every R-method at the Table 2 noise, R-DPO along the sweep (all runs shared with them)
     auroc = [config(method=m, robust=True, noise=noise) for m in bases] + [
         config(method="dpo", robust=True, noise=n) for n in noise_sweep if n > 0 and n != noise
     ]
     return (
         _table2("table2", f"Table 2 analogue: methods at noise {noise} (mean ± 95% CI over seeds)", table2, seeds_main),
-        Study(
+        _table3(
             "table3",
             "Table 3 analogue: R-DPO ablations (eta0, alpha, eta update, objective)",
-            tuple(table3),
+            _table3_configs(noise, eta0s, alphas),
             seeds_other,
-            rows=("eta0", "alpha", "eta_update", "objective"),
-            metrics=("win_rate", "lc_win_rate", "clean_acc"),
         ),
         Study(
             "noise_sweep",
@@ -127,20 +117,11 @@ def _studies(
                 x="noise", y=("clean_acc",), hue="label", xlabel="noise rate", ylabel="clean preference accuracy"
             ),
         ),
-        Study(
+        figure2_study(
             "figure2",
             "Figure 2 analogue: estimated eta against true reliability",
-            tuple(fig2),
+            _figure2_configs(fig2_noise),
             seeds_other,
-            rows=("layout", "noise"),
-            metrics=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
-            figure=FigureSpec(
-                x="noise",
-                y=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
-                col="layout",
-                xlabel="noise rate of the noisy annotator",
-                ylabel="reliability eta",
-            ),
         ),
         Study(
             "auroc_w",
@@ -154,26 +135,68 @@ def _studies(
     )
 
 
-def _informative_table2(noise: float, seeds: int, *, reduced: bool) -> Study:
-    """Table 2 at the informative witness level (issue 12): the pre-declared rule's dial level
-    (:data:`rpo.toy.settings.INFORMATIVE_DIAL`) at the dial studies' settings (``DIAL_SETTINGS``' beta), with
-    the same ceilings and controls as today's Table 2."""
+def _table3_configs(noise: float, eta0s, alphas, *, ablate_rest: bool = True, **world) -> list[dict]:
+    """R-DPO's ablations (Table 3): eta0, alpha and (``ablate_rest``) the eta update and the objective; the
+    default R-DPO once."""
+    rdpo = dict(method="dpo", robust=True, noise=noise, **world)
+    updates, objectives = (("batch", "epoch"), ("gibbs", "weighted")) if ablate_rest else (("batch",), ("gibbs",))
+    table3 = (
+        [config(**rdpo, eta0=e) for e in eta0s]
+        + [config(**rdpo, alpha=a) for a in alphas]
+        + [config(**rdpo, eta_update=u) for u in updates]
+        + [config(**rdpo, objective=o) for o in objectives]
+    )
+    return list({_key(c): c for c in table3}.values())
+
+
+def _table3(name: str, title: str, configs: list[dict], seeds: int) -> Study:
+    rows = ("eta0", "alpha", "eta_update", "objective")
+    return Study(name, title, tuple(configs), seeds, rows=rows, metrics=("win_rate", "lc_win_rate", "clean_acc"))
+
+
+def _figure2_configs(fig2_noise, **world) -> list[dict]:
+    """R-DPO, one annotator and two (annotator 1 clean, annotator 2 at the noise), per noise rate (section 5.4)."""
+    layouts = ("single", "two")
+    return [config(method="dpo", robust=True, layout=lay, noise=n, **world) for lay in layouts for n in fig2_noise]
+
+
+def _informative(noise: float, seeds: int, *, eta0s, alphas, fig2_noise, reduced: bool) -> tuple[Study, ...]:
+    """Tables 2 and 3 and Figure 2 at the informative witness level (issue 12): the pre-declared rule's dial
+    level (:data:`rpo.toy.settings.INFORMATIVE_DIAL`) at the dial studies' settings (``DIAL_SETTINGS``' beta),
+    with today's grids, ceilings and controls."""
     world = {"dial": INFORMATIVE_DIAL, "beta": DIAL_SETTINGS.beta}
     if reduced:  # CI: the dial world, the config's beta, a ceiling and a recovery row, nothing more
-        configs = [config(method="dpo", robust=r, noise=noise, **world) for r in (False, True)]
-        configs.append(config(method="dpo", labels="true", noise=noise, **world))
+        table2 = [config(method="dpo", robust=r, noise=noise, **world) for r in (False, True)]
+        table2.append(config(method="dpo", labels="true", noise=noise, **world))
     else:
-        configs = _table2_configs(BASE_METHODS, noise, smoothing=True, controls=True, **world)
-    title = (
-        f"Table 2 analogue at the informative witness level (dial {INFORMATIVE_DIAL}, beta {DIAL_SETTINGS.beta}): "
-        f"methods at noise {noise} (mean ± 95% CI over seeds)"
+        table2 = _table2_configs(BASE_METHODS, noise, smoothing=True, controls=True, **world)
+    level = f"at the informative witness level (dial {INFORMATIVE_DIAL}, beta {DIAL_SETTINGS.beta})"
+    return (
+        _table2(
+            "table2_informative",
+            f"Table 2 analogue {level}: methods at noise {noise} (mean ± 95% CI over seeds)",
+            table2,
+            seeds,
+        ),
+        _table3(
+            "table3_informative",
+            f"Table 3 analogue {level}: R-DPO ablations",
+            _table3_configs(noise, eta0s, alphas, ablate_rest=not reduced, **world),
+            seeds,
+        ),
+        figure2_study(
+            "figure2_informative",
+            f"Figure 2 analogue {level}: estimated eta against true reliability",
+            _figure2_configs(fig2_noise, **world),
+            seeds,
+        ),
     )
-    return _table2("table2_informative", title, configs, seeds)
 
 
-def _with_informative(studies: tuple[Study, ...], informative: Study) -> tuple[Study, ...]:
-    """The informative-level Table 2 right after today's (the README reads them side by side)."""
-    return (studies[0], informative, *studies[1:])
+def _with_informative(studies: tuple[Study, ...], informative: tuple[Study, ...]) -> tuple[Study, ...]:
+    """Each informative-level study right after today's of the same name (the README reads them side by side)."""
+    by_name = {s.name: s for s in informative}
+    return tuple(x for s in studies for x in (s, by_name.get(s.name + "_informative")) if x is not None)
 
 
 def _key(cfg: dict) -> tuple:
@@ -213,7 +236,14 @@ def toy(grid: str = "full") -> Profile:
                 smoothing=not reduced,
                 controls=True,
             ),
-            _informative_table2(0.2, 2 if reduced else 3, reduced=reduced),
+            _informative(
+                0.2,
+                2 if reduced else 3,
+                eta0s=(0.75,) if reduced else (0.99, 0.9, 0.75, 0.55),
+                alphas=() if reduced else (0.001, 0.01, 0.1, 0.5, 1.0),
+                fig2_noise=(0.2,) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
+                reduced=reduced,
+            ),
         ),
         steps=_analysis_steps("toy", grid),
         configs_per_run=2,  # 2 configs x 3-5 seeds per kernel: the ~10 s start is amortised

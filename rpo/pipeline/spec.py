@@ -96,6 +96,26 @@ class Study:
     digits: int = 3
 
 
+def figure2_study(name: str, title: str, configs, seeds: int) -> Study:
+    """Figure 2 (section 5.4): estimated against true eta per layout and noise rate, one plot per layout; the
+    toy profiles' (both witness levels) and paper-qwen05's."""
+    return Study(
+        name,
+        title,
+        tuple(configs),
+        seeds,
+        rows=("layout", "noise"),
+        metrics=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
+        figure=FigureSpec(
+            x="noise",
+            y=("eta_hat_1", "eta_true_1", "eta_hat_2", "eta_true_2"),
+            col="layout",
+            xlabel="noise rate of the noisy annotator",
+            ylabel="reliability eta",
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Step:
     """A notebook executed once per profile (no config grid), e.g. the derivations or an analysis."""

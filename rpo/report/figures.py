@@ -62,3 +62,19 @@ def plot_figure(study: Study, frame: pd.DataFrame, stem: Path) -> list[Path]:
     out = save_figure(fig, stem.parent, stem.name, dpi=150, svg_salt="rpo", png_metadata={"Software": None})
     plt.close(fig)
     return out
+
+
+def eta_scatter(frame: pd.DataFrame, ax, title: str = "") -> None:
+    """Estimated against true eta, one point per (config, seed, annotator) of a Figure 2 study's frame, with
+    the diagonal Theorem 4.2 predicts; the title counts the runs found and says how many are missing."""
+    ok = frame[frame["status"] == "ok"]
+    for k, marker in ((1, "o"), (2, "s")):
+        if f"eta_hat_{k}" in ok and ok[f"eta_hat_{k}"].notna().any():
+            ax.scatter(ok[f"eta_true_{k}"], ok[f"eta_hat_{k}"], marker=marker, label=f"annotator {k}", alpha=0.7)
+    ax.plot([0.5, 1], [0.5, 1], "--", color="grey", lw=0.8)
+    ax.set_xlabel("true eta (agreement with the oracle)")
+    ax.set_ylabel("estimated eta")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    missing = int((frame["status"] != "ok").sum())
+    ax.set_title(f"{title}{': ' if title else ''}{len(ok)} runs" + (f"; {missing} missing" if missing else ""))

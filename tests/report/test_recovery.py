@@ -102,12 +102,21 @@ def test_toy_table2_analogues_carry_their_ceilings_and_controls():
     studies = {s.name: s for s in get_profile("toy").studies}
     for name in ("table2", "table2_informative"):
         labels = {row_label(c) for c in studies[name].configs}
-        assert {"DPO (clean labels)", "DPO (flips removed)", "cDPO", "rDPO"} <= labels
+        assert {"DPO (clean labels)", "DPO (flips removed)", "cDPO", "rDPO", "Holder-DPO"} <= labels
         assert {f"{x}+LS" for x in ("DPO", "IPO", "SimPO", "CPO")} <= labels  # smoothing at 1 - eta0, every loss
         assert studies[name].recovery[:2] == ("DPO", "DPO (clean labels)")
     informative = studies["table2_informative"].configs
     assert {(c["dial"], c["beta"]) for c in informative} == {(INFORMATIVE_DIAL, DIAL_SETTINGS.beta)}
     assert {(c["dial"], c["beta"]) for c in studies["table2"].configs} == {("today", None)}
+    # Table 3 and Figure 2 at the informative level: today's grids, in the dial world at its beta
+    names = [s.name for s in get_profile("toy").studies]
+    for name in ("table2", "table3", "figure2"):
+        assert names.index(name + "_informative") == names.index(name) + 1  # side by side in results/ and README
+    for name in ("table3", "figure2"):
+        level = studies[name + "_informative"].configs
+        assert {(c["dial"], c["beta"]) for c in level} == {(INFORMATIVE_DIAL, DIAL_SETTINGS.beta)}
+        today = [{**c, "dial": INFORMATIVE_DIAL, "beta": DIAL_SETTINGS.beta} for c in studies[name].configs]
+        assert list(level) == today and studies[name + "_informative"].seeds == studies[name].seeds
 
 
 def test_e_step_gain_row_is_r_x_minus_x_ls_paired_by_seed():
