@@ -167,12 +167,9 @@ def train_pool(world, data, held, *, seed: int, eta0: float, eta_update: str, se
 
 
 def scores(names, eta_hat, truth: dict) -> dict:
-    from scipy.stats import spearmanr
+    from rpo.toy.metrics import eta_agreement
 
-    t = np.array([truth[n] for n in names])
-    h = np.array(eta_hat)
-    err = np.abs(h - t)
-    return {"spearman": float(spearmanr(h, t).statistic), "mae": float(err.mean()), "worst": float(err.max())}
+    return eta_agreement(eta_hat, [truth[n] for n in names])
 
 
 def pool_data(world, k: int, seed: int, settings):

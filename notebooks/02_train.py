@@ -120,7 +120,7 @@ if train_command:
 # %%
 if not train_command:
     from rpo.toy.settings import TrainSettings
-    from rpo.toy.study import train_and_measure
+    from rpo.toy.study import summary, train_and_measure
     from rpo.toy.world import build_world, world_config
 
     worlds = {}  # a config's `dial` names its world (today's, or a level of the witness-dial family)
@@ -142,7 +142,7 @@ if not train_command:
             c["noise"],
             "seed",
             seed,
-            {k: round(v, 3) for k, v in m.items() if isinstance(v, float)},
+            summary(m),
         )
         records.append({"config": {**c, "seed": seed}, "metrics": m})
 

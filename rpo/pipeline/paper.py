@@ -10,16 +10,12 @@ from pathlib import Path
 
 from rpo import paths
 from rpo.core.methods import from_config
-from rpo.pipeline.spec import DEFAULTS
+from rpo.pipeline.spec import DEFAULTS, TOY_ONLY
 
 
 def output_dir(profile: str, cfg: dict, seed: int) -> str:
     """Where one paper training writes (relative to the project root)."""
     return f"outputs/{profile}/{from_config(cfg).key}-{cfg['layout']}-n{cfg['noise']}-s{seed}"
-
-
-#: config keys only the toy world can honour (issue 12): a paper config keeps their defaults
-TOY_ONLY = ("labels", "dial", "beta")
 
 
 def launch_command(train_command: str, paper_model: str, profile: str, cfg: dict, seed: int) -> list[str]:

@@ -193,10 +193,45 @@ def _informative(noise: float, seeds: int, *, eta0s, alphas, fig2_noise, reduced
     )
 
 
+def _pool(seeds: int, *, reduced: bool) -> tuple[Study, ...]:
+    """Many annotators (issue 13) at the informative witness level: R-DPO on a pool of K annotators (their
+    reliabilities drawn from the pool's stated distribution, :func:`rpo.data.noise.pool_reliabilities`, each
+    labelling a disjoint share of the epoch's pairs). ``pool_informative``: eta against the truth, online (eq. 7,
+    or the count-aware update) and after ``fit_reliability()``, at K in {8, 32, 128}. ``figure3_informative``:
+    the mean estimate at eta0 in {0.80, 0.90, 0.95, 0.99} (K = 32), against the diagonal "the prior decides"."""
+    world = {"dial": INFORMATIVE_DIAL, "beta": DIAL_SETTINGS.beta}
+    pool = dict(method="dpo", robust=True, layout="pool", noise=0.0, **world)
+    ks, fig_k, eta0s = ((8,), 8, (0.9,)) if reduced else ((8, 32, 128), 32, (0.8, 0.9, 0.95, 0.99))
+    level = f"informative witness level (dial {INFORMATIVE_DIAL}, beta {DIAL_SETTINGS.beta})"
+    accuracy = [config(**pool, annotators=k, eta_update=u) for k in ks for u in ("batch", "count")]
+    scores = tuple(f"{e}_{s}" for e in ("eta", "refit") for s in ("spearman", "mae", "worst"))
+    means = ("eta_hat_mean", "refit_mean", "eta_true_mean")
+    return (
+        Study(
+            "pool_informative",
+            f"Many annotators at the {level}: eta against the truth, online (eta_*) and refitted (refit_*)",
+            tuple(accuracy),
+            seeds,
+            rows=("annotators", "eta_update"),
+            metrics=scores,
+        ),
+        Study(
+            "figure3_informative",
+            f"Figure 3 analogue at the {level}: mean estimated eta over K = {fig_k} annotators, per eta0",
+            tuple(config(**pool, annotators=fig_k, eta0=e) for e in eta0s),
+            seeds,
+            rows=("eta0",),
+            metrics=means,
+            figure=FigureSpec(x="eta0", y=means, diagonal=True, xlabel="eta0 (the prior)", ylabel="mean eta"),
+        ),
+    )
+
+
 def _with_informative(studies: tuple[Study, ...], informative: tuple[Study, ...]) -> tuple[Study, ...]:
     """Each informative-level study right after today's of the same name (the README reads them side by side)."""
     by_name = {s.name: s for s in informative}
-    return tuple(x for s in studies for x in (s, by_name.get(s.name + "_informative")) if x is not None)
+    paired = tuple(x for s in studies for x in (s, by_name.pop(s.name + "_informative", None)) if x is not None)
+    return paired + tuple(by_name.values())  # the informative level's own studies (the pool's) last
 
 
 def _key(cfg: dict) -> tuple:
@@ -243,7 +278,8 @@ def toy(grid: str = "full") -> Profile:
                 alphas=() if reduced else (0.001, 0.01, 0.1, 0.5, 1.0),
                 fig2_noise=(0.2,) if reduced else (0.0, 0.1, 0.2, 0.3, 0.4),
                 reduced=reduced,
-            ),
+            )
+            + _pool(2 if reduced else 3, reduced=reduced),
         ),
         steps=_analysis_steps("toy", grid),
         configs_per_run=2,  # 2 configs x 3-5 seeds per kernel: the ~10 s start is amortised

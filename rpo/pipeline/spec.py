@@ -22,11 +22,16 @@ DEFAULTS = {
     "alpha": 0.1,  # EMA rate of eq. 7 (paper: 0.1)
     "eta_update": "batch",  # batch (eq. 7, Algorithm 1) | epoch (eq. 6 after each epoch)
     "objective": "gibbs",  # gibbs (eq. 5) | weighted (w*L_wl + (1-w)*L_lw)
-    # toy / small profiles only (issue 12); the paper profiles refuse anything but these defaults
+    # toy / small profiles only (TOY_ONLY, issues 12 and 13); the paper profiles refuse anything but these defaults
+    "annotators": None,  # layout "pool" (issue 13): K annotators, reliabilities from the pool's distribution
     "labels": "noisy",  # what the trainer sees: noisy | true (the ceiling) | filtered (flipped pairs removed)
     "dial": "today",  # the toy world: today = WorldConfig() (the committed study's) | "0" .. "1" = dial_world(level)
     "beta": None,  # None: the profile's beta; a number: this config's (the dial studies' DIAL_SETTINGS)
 }
+
+
+#: the config keys only the toy world can honour: a paper config keeps their defaults (rpo.pipeline.paper)
+TOY_ONLY = ("annotators", "labels", "dial", "beta")
 
 
 def config(**overrides) -> dict:
@@ -36,6 +41,16 @@ def config(**overrides) -> dict:
         raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
     cfg = {**DEFAULTS, **overrides}
     from_config(cfg)  # the method must be one of the registry's (ValueError naming it otherwise)
+    pool, k = cfg["layout"] == "pool", cfg["annotators"]
+    if pool != (k is not None):
+        raise ValueError(
+            f"annotators=K goes with layout 'pool' and only with it; got layout {cfg['layout']!r}, K {k!r}"
+        )
+    if pool and not (type(k) is int and 1 <= k <= 256 and cfg["noise"] == 0):
+        raise ValueError(
+            f"layout 'pool' needs annotators in 1..256 and noise 0 (the pool draws each annotator's rate); "
+            f"got annotators={k!r}, noise={cfg['noise']!r}"
+        )
     if cfg["labels"] not in LABELS:
         raise ValueError(f"unknown labels {cfg['labels']!r}; expected one of {list(LABELS)}")
     if cfg["dial"] != "today" and not (isinstance(cfg["dial"], str) and 0.0 <= _level(cfg["dial"]) <= 1.0):

@@ -1,4 +1,6 @@
-"""A study's figure: mean and 95% t-interval of each series against x, PNG and SVG (no date, fixed ids)."""
+"""A study's figure: mean and 95% t-interval of each series against x, PNG and SVG (no date, fixed ids); and
+the plots the analysis notebooks draw from a study's frame (estimated against true eta, Figure 3's
+histograms and its "data or prior?" slope)."""
 
 from __future__ import annotations
 
@@ -78,3 +80,48 @@ def eta_scatter(frame: pd.DataFrame, ax, title: str = "") -> None:
         ax.legend()
     missing = int((frame["status"] != "ok").sum())
     ax.set_title(f"{title}{': ' if title else ''}{len(ok)} runs" + (f"; {missing} missing" if missing else ""))
+
+
+def per_annotator(row: pd.Series, prefix: str) -> list[float]:
+    """A run's per-annotator values ``<prefix>1, <prefix>2, ...`` (eta_hat_, refit_eta_, eta_true_), in order."""
+    k, out = 1, []
+    while f"{prefix}{k}" in row and pd.notna(row[f"{prefix}{k}"]):
+        out.append(float(row[f"{prefix}{k}"]))
+        k += 1
+    return out
+
+
+def prior_slope(frame: pd.DataFrame, estimate: str = "eta_hat_mean") -> float:
+    """Figure 3's "data or prior?" as one number: the least-squares slope of the mean estimate (over runs)
+    against eta0. 1: the estimate follows the prior; 0: eta0 does not matter, the data decides."""
+    ok = frame[frame["status"] == "ok"]
+    means = ok.groupby("eta0")[estimate].mean()
+    if len(means) < 2:
+        return float("nan")
+    return float(np.polyfit(means.index.to_numpy(dtype=float), means.to_numpy(dtype=float), 1)[0])
+
+
+def prior_histograms(frame: pd.DataFrame):
+    """Figure 3 analogue: per eta0, histograms of the pool's estimated eta (online, and after the exact refit)
+    and of the truth, every annotator of every ok run pooled; the red line is eta0."""
+    import matplotlib.pyplot as plt
+
+    ok = frame[frame["status"] == "ok"]
+    eta0s = sorted(ok["eta0"].unique())
+    fig, axes = plt.subplots(1, max(1, len(eta0s)), figsize=(3.2 * max(1, len(eta0s)), 2.8), sharey=True, squeeze=False)
+    bins = np.linspace(0.5, 1.0, 26)
+    for ax, e0 in zip(axes[0], eta0s):
+        runs = [r for _, r in ok[ok["eta0"] == e0].iterrows()]
+        for prefix, kw in (
+            ("eta_hat_", dict(alpha=0.6, label="online (eq. 7)")),
+            ("refit_eta_", dict(histtype="step", lw=1.8, label="exact refit")),
+            ("eta_true_", dict(histtype="step", ls="--", color="k", lw=1.0, label="truth (measured)")),
+        ):
+            ax.hist([v for r in runs for v in per_annotator(r, prefix)], bins=bins, **kw)
+        ax.axvline(e0, color="r", lw=1.0, ls=":")
+        ax.set_title(f"eta0 = {e0}", fontsize=9)
+        ax.set_xlabel("eta")
+    axes[0][0].set_ylabel("annotators (seeds pooled)")
+    axes[0][-1].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig

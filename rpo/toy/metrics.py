@@ -158,6 +158,18 @@ def reliability_error(eta_hat, eta_true) -> dict:
     return {k: abs(float(eta_hat[k]) - float(v)) for k, v in eta_true.items()}
 
 
+def eta_agreement(eta_hat, eta_true) -> dict:
+    """How well K estimates place and order K annotators (issue 13): ``spearman`` (rank correlation), ``mae``
+    and ``worst`` (mean and largest absolute error); both (K,) in the same annotator order."""
+    from scipy.stats import spearmanr
+
+    h, t = np.asarray(eta_hat, dtype=float), np.asarray(eta_true, dtype=float)
+    if h.shape != t.shape or h.ndim != 1:
+        raise ValueError(f"eta_agreement: eta_hat has shape {h.shape}, eta_true {t.shape}; expected equal (K,)")
+    err = np.abs(h - t)
+    return {"spearman": float(spearmanr(h, t).statistic), "mae": float(err.mean()), "worst": float(err.max())}
+
+
 def flag_auroc(w, is_flipped) -> float:
     """AUROC of ``1 - w`` as a detector of flipped labels (0.5 = chance, 1 = perfect); NaN when the
     labels hold a single class (AUROC undefined)."""

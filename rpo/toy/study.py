@@ -64,7 +64,10 @@ def annotate_pool(world, config: dict, seed: int, settings: TrainSettings):
     if config["layout"] == "two":
         n //= 2  # each of the two annotators labels its own copy (section 5.4)
     pool = random.Random(seed).sample(world.train, min(n, len(world.train)))
-    data = apply_layout(pool, config["layout"], config["noise"], seed=seed, kind=config.get("noise_kind", "symmetric"))
+    kind = config.get("noise_kind", "symmetric")
+    # layout "pool": K annotators drawn with the run's seed, each labelling a disjoint share (issue 13)
+    k = dict(num_annotators=config["annotators"], pool_seed=seed) if config["layout"] == "pool" else {}
+    data = apply_layout(pool, config["layout"], config["noise"], seed=seed, kind=kind, **k)
     return with_labels(data, config.get("labels", "noisy"))
 
 
@@ -201,22 +204,44 @@ def train_and_measure(
     m = {"clean_acc": preference_accuracy(policy, tok, world.test[: settings.n_test_pairs], reference=reference)}
     m.update(win_rates(world, policy, tok, settings, seed))
     truth = true_reliability(data)
+    pooled = config["layout"] == "pool"  # K up to 256: no trajectories (K x steps numbers), the pool's scores
     for k, name in enumerate(trainer.annotator_names, start=1):
         m[f"eta_true_{k}"] = truth[name]
         if config["robust"]:
             m[f"eta_hat_{k}"] = float(trainer.eta[k - 1])
-            m[f"eta_trajectory_{k}"] = [h[f"eta/{name}"] for h in trainer.state.log_history if f"eta/{name}" in h]
+            if not pooled:
+                m[f"eta_trajectory_{k}"] = [h[f"eta/{name}"] for h in trainer.state.log_history if f"eta/{name}" in h]
     if config["robust"]:
         scored = data.shuffle(seed=seed).select(range(min(settings.n_confidence, len(data))))
         w = trainer.label_confidences(public_view(scored)).numpy()
         m["auroc_w"] = flag_auroc(w, scored["is_flipped"])
         m["mean_w"] = float(w.mean())
+    if config["robust"] and pooled:
+        m.update(_pool_scores(trainer, [truth[n] for n in trainer.annotator_names]))
     if measure_witness:
         m["witness_auroc"] = _witness(world, config, seed, settings, trainer)
     if save_policy is not None:
         policy.save_pretrained(save_policy)
         if settings.model != "toy":  # the toy tokenizer is rebuilt by rpo.models.load_saved
             tok.save_pretrained(save_policy)
+    return m
+
+
+def _pool_scores(trainer, truth: list[float]) -> dict:
+    """A pool's eta against the truth (issue 13): the online estimate (eq. 7 or the count update) and, after
+    it, ``fit_reliability()`` (exact EM at the trained model, one scoring pass over the training set):
+    ``eta_*`` / ``refit_*`` Spearman, mean and worst absolute error, and the means that answer Figure 3's
+    "data or prior?" (``eta_hat_mean``, ``refit_mean``, ``eta_true_mean``). Runs last: the refit sets eta."""
+    import numpy as np
+
+    from rpo.toy.metrics import eta_agreement
+
+    online = trainer.eta.tolist()
+    refit = trainer.fit_reliability().tolist()
+    m = {f"eta_{k}": v for k, v in eta_agreement(online, truth).items()}
+    m.update({f"refit_{k}": v for k, v in eta_agreement(refit, truth).items()})
+    m.update({f"refit_eta_{k}": v for k, v in enumerate(refit, start=1)})  # as eta_hat_k: the histograms
+    m.update(eta_hat_mean=float(np.mean(online)), refit_mean=float(np.mean(refit)), eta_true_mean=float(np.mean(truth)))
     return m
 
 
@@ -236,6 +261,14 @@ def _witness(world, config: dict, seed: int, settings: TrainSettings, trainer) -
     data = apply_layout(rest, config["layout"], config["noise"], seed=seed + 1, kind=kind)
     d, _ = trainer.log_odds(public_view(data))
     return flag_auroc(d.numpy(), data["is_flipped"])
+
+
+def summary(m: dict, annotators: int = 2) -> dict:
+    """A training's float metrics rounded, as ``02_train`` prints them: per-annotator values (``..._k``) of
+    the first ``annotators`` only, since a pool's K would fill the line."""
+    per_annotator = lambda key: key.rpartition("_")[2].isdigit()  # noqa: E731
+    keep = {k: v for k, v in m.items() if isinstance(v, float)}
+    return {k: round(v, 3) for k, v in keep.items() if not per_annotator(k) or int(k.rpartition("_")[2]) <= annotators}
 
 
 def settings_dict(settings: TrainSettings) -> dict:

@@ -135,8 +135,11 @@ def test_the_new_recipe_sets():
         assert cfg.annotator_column == "annotator" and (cfg.eta0, cfg.ema_alpha) == (0.9, 0.1)
 
 
-@pytest.mark.parametrize("toy_only", [{"labels": "true"}, {"dial": "0.5"}, {"beta": 1.0}])
+@pytest.mark.parametrize(
+    "toy_only",
+    [{"labels": "true"}, {"dial": "0.5"}, {"beta": 1.0}, {"layout": "pool", "annotators": 8, "noise": 0.0}],
+)
 def test_paper_launch_refuses_toy_world_settings(toy_only):
     prof = get_profile("paper-mistral")
     with pytest.raises(ValueError, match="toy-world settings"):
-        launch_command(prof.train_command, "mistral-7b-instruct", prof.name, config(noise=0.2, **toy_only), 0)
+        launch_command(prof.train_command, "mistral-7b-instruct", prof.name, config(**{"noise": 0.2, **toy_only}), 0)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
 import matplotlib
+import pytest
 
 matplotlib.use("Agg")
 
@@ -28,4 +31,21 @@ def test_eta_scatter_plots_each_annotator_of_the_runs_found_and_counts_the_missi
     assert [len(p) for p in points] == [2, 2]  # annotator 2: one point and a NaN one (not drawn)
     assert ax.get_title() == "informative level: 2 runs; 1 missing"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["annotator 1", "annotator 2"]
+    plt.close(fig)
+
+
+def test_prior_slope_says_whether_the_prior_or_the_data_decides():
+    from rpo.report.figures import per_annotator, prior_histograms, prior_slope
+
+    eta0s = [0.8, 0.9, 0.95, 0.99]
+    follows = pd.DataFrame({"status": "ok", "eta0": eta0s, "eta_hat_mean": eta0s, "refit_mean": [0.87] * 4})
+    assert prior_slope(follows, "eta_hat_mean") == pytest.approx(1.0)  # the estimate is the prior
+    assert prior_slope(follows, "refit_mean") == pytest.approx(0.0, abs=1e-9)  # the data decides
+    one = follows.assign(status=["ok", "failed", "failed", "failed"])
+    assert math.isnan(prior_slope(one))  # one eta0 left: no slope
+    runs = follows.assign(eta_hat_1=0.9, eta_hat_2=0.8, refit_eta_1=1.0, refit_eta_2=0.95, eta_true_1=0.9)
+    runs["eta_true_2"] = 0.85
+    assert per_annotator(runs.iloc[0], "eta_hat_") == [0.9, 0.8] and per_annotator(runs.iloc[0], "eta_x_") == []
+    fig = prior_histograms(runs)
+    assert len(fig.axes) == 4 and fig.axes[0].get_title() == "eta0 = 0.8"
     plt.close(fig)

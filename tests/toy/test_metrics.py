@@ -100,3 +100,22 @@ def test_generation_quality(mini):
     gq2 = M.generation_quality(model, tok, mini.heldout, reference_responses=perfect, n=2, seed=3)
     assert gq2["win_rate"] <= 0.5 and gq2["win_rate"] == pytest.approx(gq2["exact"] / 2)
     assert M.generation_quality(model, tok, mini.heldout)["win_rate"] is None
+
+
+def test_eta_agreement_ranks_and_places_the_annotators():
+    import numpy as np
+    import pytest
+
+    from rpo.toy.metrics import eta_agreement
+
+    truth = [0.6, 0.7, 0.8, 0.95]
+    exact = eta_agreement(truth, truth)
+    assert exact == {"spearman": 1.0, "mae": 0.0, "worst": 0.0}
+    shifted = eta_agreement([t + 0.05 for t in truth], truth)  # the same order, every one 0.05 too high
+    assert (
+        shifted["spearman"] == 1.0 and shifted["mae"] == pytest.approx(0.05) and shifted["worst"] == pytest.approx(0.05)
+    )
+    swapped = eta_agreement([0.7, 0.6, 0.8, 0.95], truth)
+    assert swapped["spearman"] == pytest.approx(0.8) and swapped["worst"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="shape"):
+        eta_agreement(np.ones(3), np.ones(4))
