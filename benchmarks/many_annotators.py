@@ -126,11 +126,8 @@ def train_pool(world, data, held, *, seed: int, eta0: float, eta_update: str, se
     """One epoch of R-DPO on ``data``; eta at the end (online), after the exact refit on the training labels,
     and (post-hoc diagnostic) after a refit on ``held``: labels by the same annotators on pairs the model
     never trained on."""
-    from transformers import PrinterCallback
-
     from rpo.data.schema import public_view
-    from rpo.toy.study import robust_config
-    from rpo.training.trainer import RobustTrainer
+    from rpo.toy.study import toy_trainer
 
     config = dict(method="dpo", robust=True, layout="pool", noise=0.0, eta0=eta0, alpha=0.1)
     config.update(eta_update=eta_update, objective="gibbs")
@@ -138,14 +135,7 @@ def train_pool(world, data, held, *, seed: int, eta0: float, eta_update: str, se
     policy, reference, tok = world.models(seed)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rpo-pool-") as out:
-        trainer = RobustTrainer(
-            policy,
-            reference,
-            args=robust_config(config, seed, settings, out),
-            train_dataset=public_view(data),
-            processing_class=tok,
-        )
-        trainer.remove_callback(PrinterCallback)  # one printed line per step and run is noise here
+        trainer = toy_trainer(policy, reference, tok, data, config, seed, settings, out)
         trainer.train()
         train_s = time.perf_counter() - t0
         online = trainer.eta.tolist()

@@ -5,6 +5,7 @@ histograms and its "data or prior?" slope)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def plot_figure(study: Study, frame: pd.DataFrame, stem: Path) -> list[Path]:
             ax.legend(fontsize=7)
     axes[0][0].set_ylabel(spec.ylabel or ", ".join(spec.y))
     n_missing = int((frame["status"] != "ok").sum())
-    title = study.title + (
+    title = textwrap.fill(study.title, width=60 * len(facets)) + (  # ~60 characters fit a facet at 9 pt
         f"\n(missing: {n_missing}/{len(frame)} (config, seed) runs; points not drawn)" if n_missing else ""
     )
     fig.suptitle(title, fontsize=9)

@@ -125,6 +125,27 @@ def robust_config(config: dict, seed: int, settings: TrainSettings, output_dir: 
     )
 
 
+def toy_trainer(policy, reference, tok, data, config: dict, seed: int, settings: TrainSettings, output_dir: str):
+    """The RobustTrainer of one ``(config, seed)`` on annotated ``data`` (its hidden columns dropped), not yet
+    trained: what :func:`train_and_measure` and benchmarks/many_annotators.py train."""
+    from transformers.trainer_callback import PrinterCallback
+
+    from rpo.data.schema import public_view
+    from rpo.training.trainer import RobustTrainer
+
+    trainer = RobustTrainer(
+        policy,
+        reference,
+        args=robust_config(config, seed, settings, output_dir),
+        train_dataset=public_view(data),
+        processing_class=tok,
+    )
+    # the per-step log dicts stay in state.log_history (the eta trajectory); printed, they bury a run's one
+    # summary line per training under ~150 lines each in 02_train's output and its reading copy
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def win_rates(world, policy, tok, settings: TrainSettings, seed: int) -> dict:
     """Raw and length-controlled win rate of the policy's samples against the reference's, oracle-judged."""
     import pandas as pd
@@ -172,13 +193,10 @@ def train_and_measure(
     ``measure_witness``: also ``witness_auroc``, the AUROC of the trained policy's eq. 2 log-odds (-d) for
     the flipped labels among training pairs *outside* its pool (annotated alike, never trained on):
     out of sample, as :mod:`rpo.toy.witness`, at the cost of one scoring pass."""
-    from transformers.trainer_callback import PrinterCallback
-
     from rpo.data.noise import true_reliability
     from rpo.data.schema import public_view
     from rpo.toy.metrics import flag_auroc, preference_accuracy
     from rpo.toy.world import world_config
-    from rpo.training.trainer import RobustTrainer
 
     if "dial" in config and world.config != world_config(config["dial"]):
         raise ValueError(f"config dial={config['dial']!r} names another world than {world.path.name}")
@@ -188,16 +206,7 @@ def train_and_measure(
     policy, tok = load_policy(world, settings.model)
     reference = load_policy(world, settings.model)[0].eval() if from_config(config).needs_reference else None
     with tempfile.TemporaryDirectory(prefix="rpo-train-") as out:
-        trainer = RobustTrainer(
-            policy,
-            reference,
-            args=robust_config(config, seed, settings, out),
-            train_dataset=public_view(data),
-            processing_class=tok,
-        )
-        # the per-step log dicts stay in state.log_history (the eta trajectory below); printed, they bury the
-        # run's one summary line per training under ~150 lines each in 02_train's output and its reading copy
-        trainer.remove_callback(PrinterCallback)
+        trainer = toy_trainer(policy, reference, tok, data, config, seed, settings, out)
         trainer.train()
     policy.eval()
     # Reference-free methods rank by mean log-prob (SimPO's own reward); the others by the log-ratio.

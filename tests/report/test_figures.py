@@ -49,3 +49,27 @@ def test_prior_slope_says_whether_the_prior_or_the_data_decides():
     fig = prior_histograms(runs)
     assert len(fig.axes) == 4 and fig.axes[0].get_title() == "eta0 = 0.8"
     plt.close(fig)
+
+
+def test_a_long_title_is_wrapped_to_the_figure_width(tmp_path, monkeypatch):
+    """One facet takes ~60 characters at 9 pt: a longer study title wraps rather than running off the sides."""
+    from rpo.pipeline.spec import FigureSpec, Study
+    from rpo.report import figures
+
+    seen = {}
+    monkeypatch.setattr(figures, "save_figure", lambda fig, *a, **k: seen.setdefault("title", fig._suptitle.get_text()))
+    title = "Figure 3 analogue at the informative witness level (dial 0.25, beta 1.0): mean estimated eta, per eta0"
+    study = Study("f", title, (), 1, rows=("eta0",), metrics=("m",), figure=FigureSpec(x="eta0", y=("m",)))
+    frame = pd.DataFrame(
+        {
+            "status": "ok",
+            "eta0": [0.8, 0.9],
+            "m": [0.5, 0.6],
+            "seed": 0,
+            "run_id": ["a", "b"],
+            "config_hash": ["x", "y"],
+        }
+    )
+    figures.plot_figure(study, frame, tmp_path / "f")
+    lines = seen["title"].splitlines()
+    assert len(lines) == 2 and all(len(line) <= 60 for line in lines) and " ".join(lines) == title

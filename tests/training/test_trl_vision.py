@@ -19,6 +19,7 @@ import torch
 pytest.importorskip("trl")
 pytest.importorskip("PIL")
 
+import test_trl_compat  # noqa: E402  (its DPOConfig / RobustConfig builder)
 from datasets import Dataset  # noqa: E402
 from PIL import Image  # noqa: E402
 from trl import DPOConfig, DPOTrainer  # noqa: E402
@@ -35,7 +36,6 @@ VISION_TEMPLATE = (
     "{% if p['type'] == 'image' %}<image>{% else %}{{ p['text'] }}{% endif %}{% endfor %}{% endif %}\n"
     "{% endfor %}{% if add_generation_prompt %}A:{% endif %}"
 )
-CPU = dict(use_cpu=True, bf16=False, gradient_checkpointing=False, report_to=[], disable_tqdm=True)
 WORDS = ["red", "blue", "cat", "dog", "sun", "moon", "tree", "fish"]
 
 
@@ -108,23 +108,9 @@ def vision_rows(n=8):
 
 
 def config(cls, tmp_path, name, **kw):
-    base = dict(
-        CPU,
-        output_dir=str(tmp_path / name),
-        per_device_train_batch_size=4,
-        learning_rate=1e-2,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        beta=0.1,
-        max_length=None,  # truncation could cut image tokens off (TRL refuses keep_end on image data)
-    )
-    base.update(kw)
-    if cls is RobustConfig:
-        base.setdefault("robust", False)
-        base.setdefault("pref_loss", "dpo")
-    return cls(**base)
+    """test_trl_compat's config, for 2 steps and without truncation (it could cut image tokens off, and TRL
+    refuses keep_end on image data)."""
+    return test_trl_compat.config(cls, tmp_path, name, **{"max_steps": 2, "max_length": None, **kw})
 
 
 def trained(cls, trainer_cls, tmp_path, **kw):
