@@ -38,6 +38,9 @@ from rpo.toy.settings import DIAL_SETTINGS, INFORMATIVE_DIAL, TrainSettings
 
 GRIDS = ("full", "reduced")
 TOY = TrainSettings()
+ABLATIONS = "R-DPO ablations (eta0, alpha, eta update, objective)"
+FIGURE2 = "estimated eta against true reliability"
+AUROC_LAYOUT = dict(rows=("label",), columns="noise", metrics=("auroc_w",))
 
 
 def _table2_configs(bases, noise: float, *, smoothing: bool, controls: bool, **world) -> list[dict]:
@@ -99,12 +102,7 @@ def _studies(
     ]
     return (
         _table2("table2", f"Table 2 analogue: methods at noise {noise} (mean ± 95% CI over seeds)", table2, seeds_main),
-        _table3(
-            "table3",
-            "Table 3 analogue: R-DPO ablations (eta0, alpha, eta update, objective)",
-            _table3_configs(noise, eta0s, alphas),
-            seeds_other,
-        ),
+        _table3("table3", f"Table 3 analogue: {ABLATIONS}", _table3_configs(noise, eta0s, alphas), seeds_other),
         Study(
             "noise_sweep",
             "Clean preference accuracy against noise rate: DPO vs R-DPO",
@@ -117,21 +115,8 @@ def _studies(
                 x="noise", y=("clean_acc",), hue="label", xlabel="noise rate", ylabel="clean preference accuracy"
             ),
         ),
-        figure2_study(
-            "figure2",
-            "Figure 2 analogue: estimated eta against true reliability",
-            _figure2_configs(fig2_noise),
-            seeds_other,
-        ),
-        Study(
-            "auroc_w",
-            "AUROC of w for flagging wrong labels",
-            tuple(auroc),
-            seeds_other,
-            rows=("label",),
-            columns="noise",
-            metrics=("auroc_w",),
-        ),
+        figure2_study("figure2", f"Figure 2 analogue: {FIGURE2}", _figure2_configs(fig2_noise), seeds_other),
+        Study("auroc_w", "AUROC of w for flagging wrong labels", tuple(auroc), seeds_other, **AUROC_LAYOUT),
     )
 
 
@@ -186,7 +171,7 @@ def _informative(noise: float, seeds: int, *, eta0s, alphas, fig2_noise, reduced
         ),
         figure2_study(
             "figure2_informative",
-            f"Figure 2 analogue {level}: estimated eta against true reliability",
+            f"Figure 2 analogue {level}: {FIGURE2}",
             _figure2_configs(fig2_noise, **world),
             seeds,
         ),
