@@ -64,11 +64,17 @@ def annotate_pool(world, config: dict, seed: int, settings: TrainSettings):
     if config["layout"] == "two":
         n //= 2  # each of the two annotators labels its own copy (section 5.4)
     pool = random.Random(seed).sample(world.train, min(n, len(world.train)))
-    kind = config.get("noise_kind", "symmetric")
-    # layout "pool": K annotators drawn with the run's seed, each labelling a disjoint share (issue 13)
-    k = dict(num_annotators=config["annotators"], pool_seed=seed) if config["layout"] == "pool" else {}
-    data = apply_layout(pool, config["layout"], config["noise"], seed=seed, kind=kind, **k)
+    data = apply_layout(pool, config["layout"], config["noise"], seed=seed, **_layout_kwargs(config, seed))
     return with_labels(data, config.get("labels", "noisy"))
+
+
+def _layout_kwargs(config: dict, seed: int) -> dict:
+    """``apply_layout``'s keywords beyond the rate: the noise model, and for layout "pool" the K annotators'
+    reliabilities drawn with the run's seed (issue 13), so that every draw of a run faces the same pool."""
+    k = dict(kind=config.get("noise_kind", "symmetric"))
+    if config["layout"] == "pool":
+        k.update(num_annotators=config["annotators"], pool_seed=seed)
+    return k
 
 
 #: the config key ``labels`` (issue 12's ceilings): which labels the trainer sees, and how a table names
@@ -264,10 +270,9 @@ def _witness(world, config: dict, seed: int, settings: TrainSettings, trainer) -
     n = settings.max_steps * settings.batch_size // (2 if config["layout"] == "two" else 1)
     taken = set(random.Random(seed).sample(range(len(world.train)), min(n, len(world.train))))
     rest = [r for i, r in enumerate(world.train) if i not in taken][: settings.n_confidence]
-    if not rest or config["noise"] == 0:
+    if not rest or (config["noise"] == 0 and config["layout"] != "pool"):  # a pool's rates are its own
         return float("nan")
-    kind = config.get("noise_kind", "symmetric")
-    data = apply_layout(rest, config["layout"], config["noise"], seed=seed + 1, kind=kind)
+    data = apply_layout(rest, config["layout"], config["noise"], seed=seed + 1, **_layout_kwargs(config, seed))
     d, _ = trainer.log_odds(public_view(data))
     return flag_auroc(d.numpy(), data["is_flipped"])
 
