@@ -5,8 +5,10 @@ chunk as TRL does, collating, the policy's and (DPO) the reference's forward, eq
 cache) against a bare forward pass of the same batches (the same collated tensors, tokenised and collated
 beforehand, through the policy and the reference model under ``no_grad``: the least work any scorer
 does). Also the scoring pass alone on the pre-tokenised data (:func:`rpo.training.scoring.score_pass`),
-which separates the tokenising cost. Each timing is the best of ``--repeats`` runs, interleaved, so a
-busy machine slows all three alike.
+which separates the tokenising cost, and the scorer's forward alone on the pre-collated batches (the
+trainer's ``_forward``: the policy's logits and TRL's chunked reference head), which separates the loader's:
+its ratio is the ceiling of any loader or tokenising work. Each timing is the best of ``--repeats`` runs,
+interleaved and rotated (each repeat starts with the next pass), so a busy machine slows all four alike.
 
 Memory: peak resident memory of a fresh process auditing N pairs with an already trained witness
 (``--witness``-style scoring only, no bootstrap), against the same process's memory just before scoring,
@@ -32,6 +34,9 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: bare: the two models' forwards alone; scorer_forward: the scorer's forward and eq. 2 on the same collated
+#: batches (the ceiling of any loader work); score_pass: with the loader; audit_scoring: with tokenising
+PASSES = ("bare_forward", "scorer_forward", "score_pass", "audit_scoring")
 HIDDEN = ["is_flipped", "true_eta", "true_chosen", "true_rejected", "true_flip_prob"]
 
 
@@ -68,6 +73,7 @@ def throughput(model_name: str, n: int, batch_size: int, repeats: int) -> dict:
     from rpo.audit.run import _internal
     from rpo.audit.settings import resolve
     from rpo.core.em import gap
+    from rpo.core.losses import pair_losses
     from rpo.data.files import read_preferences
     from rpo.models import load_model
     from rpo.training.forward import model_inputs
@@ -104,6 +110,13 @@ def throughput(model_name: str, n: int, batch_size: int, repeats: int) -> dict:
                 pol(**kw, use_cache=False)
                 rf(**kw, use_cache=False)
 
+        @torch.no_grad()
+        def scorer_forward():  # the scorer's own forward (TRL's chunked reference head) on the same batches
+            for b in batches:
+                logps, _, _ = trainer._forward(pol, b)
+                pair_losses(trainer.args.pref_loss, *logps, **trainer._loss_options())
+
+        @torch.no_grad()  # as the trainer's own callers (log_odds, label_confidences) run it
         def scored_pass():
             score_pass(trainer, prepared, batch_size, lambda wl, lw, ids: gap(wl, lw), "bench")
 
@@ -111,15 +124,18 @@ def throughput(model_name: str, n: int, batch_size: int, repeats: int) -> dict:
             with tempfile.TemporaryDirectory() as cache:
                 witness.score_rows(trainer, data, rows, Path(cache))
 
-        best = {"bare_forward": float("inf"), "score_pass": float("inf"), "audit_scoring": float("inf")}
+        best = dict.fromkeys(PASSES, float("inf"))
         import datasets
 
         datasets.disable_progress_bars()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             end_to_end()  # warm-up (lazy imports, first allocation)
-            for _ in range(repeats):
-                for name, fn in (("bare_forward", bare), ("score_pass", scored_pass), ("audit_scoring", end_to_end)):
+            passes = list(zip(PASSES, (bare, scorer_forward, scored_pass, end_to_end)))
+            for r in range(repeats):
+                # each repeat starts one pass later: a machine that slows down as it warms up (a minute
+                # per pass on SmolLM2) would otherwise always penalise the passes timed last
+                for name, fn in passes[r % len(passes) :] + passes[: r % len(passes)]:
                     t = time.perf_counter()
                     fn()
                     best[name] = min(best[name], time.perf_counter() - t)
@@ -135,6 +151,7 @@ def throughput(model_name: str, n: int, batch_size: int, repeats: int) -> dict:
         "pairs_per_s": pps,
         "ratio_audit_vs_bare": pps["audit_scoring"] / pps["bare_forward"],
         "ratio_score_pass_vs_bare": pps["score_pass"] / pps["bare_forward"],
+        "ratio_scorer_forward_vs_bare": pps["scorer_forward"] / pps["bare_forward"],
     }
 
 
@@ -205,7 +222,7 @@ def main():
         "| pass | seconds | pairs/s | vs bare forward |",
         "|---|---|---|---|",
     ]
-    for name in ("bare_forward", "score_pass", "audit_scoring"):
+    for name in PASSES:
         lines.append(
             f"| {name} | {t['seconds'][name]:.3f} | {t['pairs_per_s'][name]:.1f} | "
             f"{t['pairs_per_s'][name] / t['pairs_per_s']['bare_forward']:.3f} |"
