@@ -68,7 +68,7 @@ The issue's done criterion: at K = 32 the refit reaches Spearman >= 0.93 and MAE
     ... benchmarks/many_annotators.py --world informative
     ... benchmarks/many_annotators.py --world dial --dial 0.5 --ks 32 --eta0s 0.9 --figure-dir ""
 
-Outputs: ``benchmarks/many_annotators[_learnable[_lr0.001]|_informative].{json,txt}`` and
+Outputs: ``benchmarks/many_annotators[_learnable[_lr0.001]|_informative|_dial<L>].{json,txt}`` and
 ``benchmarks/results/figure3_pool[...].{png,svg}`` (through ``rpo.io.save_figure``; ``--figure-dir ""`` skips it).
 27 trainings each; their training and refits took 23, 13, 6 and 8 minutes on one thread of this
 shared machine (toy, learnable, learnable at lr 1e-3, informative: 10 minutes' wall; the load varied).
@@ -217,6 +217,13 @@ def figure(fig3: dict, eta0s, k: int, folder: str, world: str, stem: str):
     return [str(p) for p in paths]
 
 
+def _is_level(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ks", type=int, nargs="+", default=[8, 32, 128])
@@ -243,12 +250,12 @@ def main(argv=None) -> int:
     if a.world == "informative":  # issue 12's informative witness level, at the dial studies' settings
         world, settings = ToyWorld(INFORMATIVE_DIAL), replace(DIAL_SETTINGS, **overrides)
     elif a.world == "dial":  # another level of the same family, at the same settings
-        if a.dial is None:
-            ap.error("--world dial needs --dial LEVEL")
+        if a.dial is None or not _is_level(a.dial):
+            ap.error(f"--world dial needs --dial LEVEL, a number in [0, 1] (got {a.dial!r})")
         world, settings = ToyWorld(a.dial), replace(DIAL_SETTINGS, **overrides)
     else:
         world, settings = (ToyWorld() if a.world == "toy" else LearnableWorld()), TrainSettings(**overrides)
-    suffix = "" if a.world == "toy" else f"_{a.world}" + (a.dial or "" if a.world == "dial" else "")
+    suffix = "" if a.world == "toy" else f"_{a.world}{a.dial if a.world == 'dial' else ''}"
     suffix += "" if a.lr is None else f"_lr{a.lr:g}"
     a.out = a.out or str(HERE / f"many_annotators{suffix}")
     lines = [

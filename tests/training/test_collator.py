@@ -11,14 +11,11 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from rpo.training.collator import ANNOTATOR_ID, RobustCollator, text_batch
 
 
-def rows(n: int, seed: int, annotators: bool = True) -> list[dict]:
+def rows(n: int, seed: int) -> list[dict]:
+    """Random tokenised rows, empty completions included, annotators 0, 1, 2 in turn."""
     rng = random.Random(seed)
     ids = lambda lo: [rng.randrange(3, 500) for _ in range(rng.randint(lo, 12))]  # noqa: E731
-    out = [{"prompt_ids": ids(1), "chosen_ids": ids(0), "rejected_ids": ids(0)} for _ in range(n)]
-    for i, r in enumerate(out):
-        if annotators:
-            r[ANNOTATOR_ID] = i % 3
-    return out
+    return [{"prompt_ids": ids(1), "chosen_ids": ids(0), "rejected_ids": ids(0), ANNOTATOR_ID: i % 3} for i in range(n)]
 
 
 @pytest.mark.parametrize(
