@@ -39,9 +39,10 @@ def text_batch(base, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor] 
     collator is another, or a row carries anything else (precomputed reference log-probs): TRL's own then."""
     if type(base) is not DataCollatorForPreference or base.return_tensors != "pt" or not examples:
         return None
-    if any(ex.keys() - _TEXT_KEYS or not isinstance(ex.get("prompt_ids"), list) for ex in examples):
-        return None
     sides = ("chosen_ids", "rejected_ids")  # all chosen rows first, then all rejected: (2B, T), as TRL's
+    lists = ("prompt_ids", *sides)  # Arrow rows give lists; a tensor or a tuple is TRL's to handle
+    if any(ex.keys() - _TEXT_KEYS or not all(isinstance(ex.get(k), list) for k in lists) for ex in examples):
+        return None
     ids = [ex["prompt_ids"] + ex[k] for k in sides for ex in examples]
     completion = [[0] * len(ex["prompt_ids"]) + [1] * len(ex[k]) for k in sides for ex in examples]
     if base.max_length is not None:

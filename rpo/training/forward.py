@@ -14,7 +14,7 @@ from accelerate.utils import is_peft_model
 from trl.trainer.utils import selective_log_softmax
 
 from rpo.training.collator import ANNOTATOR_ID
-from rpo.training.compat import TRL_NON_MODEL_KEYS
+from rpo.training.compat import TRL_NON_MODEL_KEYS, use_fused_head
 
 NON_MODEL_KEYS = TRL_NON_MODEL_KEYS | {ANNOTATOR_ID}
 
@@ -72,6 +72,27 @@ def reference_logps(trainer, inputs: dict):
     return trainer.compute_ref_log_probs(
         trainer.ref_model if trainer.ref_model is not None else trainer.model, trl_inputs
     )
+
+
+def reference_pass(trainer, trl_pass, model, inputs: dict):
+    """The reference's ``(chosen_logps, rejected_logps)`` of one batch, by the policy's head: where the policy's
+    log-probs come from the full logits (``fused=False``), so do the reference's, instead of TRL's fused head
+    (``trl_pass``, ``DPOTrainer.compute_ref_log_probs``). One head for both means that a policy equal to its
+    reference has a margin of exactly 0, and a CPU pass skips the fused kernel's tiling: about a tenth of a toy
+    model's scoring pass (issue 14). On a vocabulary that fits one of TRL's tiles (the toy model's) the values
+    are TRL's bit for bit (tests/training/test_forward.py). TRL's pass stays where the policy is fused,
+    for LD-DPO's length weighting, and for a PEFT policy whose disabled adapter is the reference."""
+    inputs = {k: v for k, v in inputs.items() if k != ANNOTATOR_ID}  # they never reach ``model.forward``
+    peft_reference = trainer.ref_model is None and is_peft_model(trainer.model)
+    # TRL precomputes reference log-probs inside DPOTrainer.__init__, before the trainer has set its head
+    fused = getattr(trainer, "fused_head", None)
+    if fused is None:
+        fused = use_fused_head(trainer.args.lm_head, trainer.model, trainer.accelerator)
+    if fused or trainer.ld_alpha is not None or peft_reference:
+        return trl_pass(model, inputs)
+    with torch.no_grad(), trainer.accelerator.autocast():
+        chosen, rejected, _, _ = policy_logps(model, inputs, fused=False)[0]
+    return chosen, rejected
 
 
 def forward(trainer, model, inputs: dict, *, fused: bool, reference_free: bool):

@@ -40,7 +40,7 @@ from rpo.io import atomic_write_json, read_json
 from rpo.training import checkpoints, compat
 from rpo.training.collator import ANNOTATOR_ID, RobustCollator
 from rpo.training.config import RobustConfig
-from rpo.training.forward import forward, token_stats
+from rpo.training.forward import forward, reference_pass, token_stats
 from rpo.training.metrics import TOKEN_STATS, gather_columns, log_batch, log_token_stats
 from rpo.training.scoring import score_pass
 
@@ -192,8 +192,8 @@ class RobustTrainer(DPOTrainer):
         return dataset
 
     def compute_ref_log_probs(self, model, inputs):
-        """TRL's reference pass without the annotator ids (they never reach ``model.forward``)."""
-        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != ANNOTATOR_ID})
+        """The reference pass, by the policy's head (:func:`rpo.training.forward.reference_pass`); no annotator ids."""
+        return reference_pass(self, super().compute_ref_log_probs, model, inputs)
 
     def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
         dataset = self._validate(dataset, dataset_name, drop_identical=True)

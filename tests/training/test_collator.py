@@ -52,6 +52,8 @@ def test_anything_but_plain_tokenised_text_is_left_to_trl():
     examples = rows(3, 1)
     assert text_batch(base, [dict(r, ref_chosen_logps=0.0) for r in examples]) is None  # precomputed reference
     assert text_batch(lambda ex: ex, examples) is None  # another collator (images)
+    for key in ("prompt_ids", "chosen_ids", "rejected_ids"):  # ids that are not lists (a tuple): TRL's to handle
+        assert text_batch(base, [dict(r, **{key: tuple(r[key])}) for r in examples]) is None, key
     assert (
         text_batch(DataCollatorForPreference(pad_token_id=0, max_length=4, truncation_mode="middle"), examples) is None
     )

@@ -1,4 +1,4 @@
-"""rpo.training.forward: the logits path's per-token log-probs."""
+"""rpo.training.forward: the logits path's per-token log-probs, and the reference's by the policy's head."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import torch
 
 pytest.importorskip("trl")
 
+from trl import DPOTrainer  # noqa: E402
 from trl.trainer.utils import selective_log_softmax  # noqa: E402
 
+from rpo.models import build_toy_model, build_toy_tokenizer  # noqa: E402
+from rpo.training import ANNOTATOR_ID, RobustConfig, RobustTrainer  # noqa: E402
 from rpo.training.forward import token_logps  # noqa: E402
 
 
@@ -30,3 +33,35 @@ def test_token_logps_equals_trl_bit_for_bit(budget):
 def test_token_logps_half_precision_is_trl_s():
     logits, targets = torch.randn(2, 3, 10).bfloat16(), torch.randint(0, 10, (2, 3))
     assert torch.equal(token_logps(logits, targets), selective_log_softmax(logits, targets))
+
+
+@pytest.mark.parametrize("lm_head", ["logits", "fused"])
+def test_the_reference_goes_through_the_policy_s_head(tmp_path, pairs, monkeypatch, lm_head):
+    """Logits path: the reference's log-probs by the same head as the policy's, TRL's fused values bit for bit
+    on the toy vocabulary (one of TRL's tiles), and a policy equal to its reference has margins of exactly 0.
+    Fused path: TRL's own reference pass."""
+    torch.set_num_threads(1)
+    tok = build_toy_tokenizer()
+    cpu = dict(use_cpu=True, bf16=False, gradient_checkpointing=False, report_to=[], disable_tqdm=True, seed=0)
+    trainer = RobustTrainer(
+        build_toy_model(0, tokenizer=tok),
+        ref_model=build_toy_model(0, tokenizer=tok),
+        args=RobustConfig(output_dir=str(tmp_path), pref_loss="dpo", lm_head=lm_head, **cpu),
+        train_dataset=pairs(16),
+        processing_class=tok,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    trl_calls = []
+    real = DPOTrainer.compute_ref_log_probs
+    monkeypatch.setattr(DPOTrainer, "compute_ref_log_probs", lambda *a: trl_calls.append(1) or real(*a))
+    with torch.no_grad():
+        ours = trainer.compute_ref_log_probs(trainer.ref_model, batch)
+        logps, _, _ = trainer._forward(trainer.model, batch)
+    assert len(trl_calls) == (0 if lm_head == "logits" else 2)
+    plain = {k: v for k, v in batch.items() if k != ANNOTATOR_ID}
+    with torch.no_grad():
+        theirs = real(trainer, trainer.ref_model, plain)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    if lm_head == "logits":
+        chosen, rejected, _, _, ref_chosen, ref_rejected = logps
+        assert torch.equal(chosen, ref_chosen) and torch.equal(rejected, ref_rejected)
