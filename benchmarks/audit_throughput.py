@@ -6,7 +6,7 @@ cache) against a bare forward pass of the same batches (the same collated tensor
 beforehand, through the policy and the reference model under ``no_grad``: the least work any scorer
 does). Also the scoring pass alone on the pre-tokenised data (:func:`rpo.training.scoring.score_pass`),
 which separates the tokenising cost, and the scorer's forward alone on the pre-collated batches (the
-trainer's ``_forward``: the policy's logits and TRL's chunked reference head), which separates the loader's:
+trainer's ``_forward``: both models' logits and log-probs, by the policy's head), which separates the loader's:
 its ratio is the ceiling of any loader or tokenising work. Each timing is the best of ``--repeats`` runs,
 interleaved and rotated (each repeat starts with the next pass), so a busy machine slows all four alike.
 
@@ -111,7 +111,7 @@ def throughput(model_name: str, n: int, batch_size: int, repeats: int) -> dict:
                 rf(**kw, use_cache=False)
 
         @torch.no_grad()
-        def scorer_forward():  # the scorer's own forward (TRL's chunked reference head) on the same batches
+        def scorer_forward():  # the scorer's own forward (both models through the policy's head), same batches
             for b in batches:
                 logps, _, _ = trainer._forward(pol, b)
                 pair_losses(trainer.args.pref_loss, *logps, **trainer._loss_options())
