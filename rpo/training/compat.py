@@ -148,17 +148,25 @@ def collator_columns(trainer) -> list[str]:
     return list(trainer._signature_columns)
 
 
-def prepared(trainer, dataset, name: str, processing_class=None, args=None):
+#: a raw set of at most this many rows that is only scored (``log_odds``, ``label_confidences``: the audit's
+#: chunks) is tokenised into python rows, not an Arrow table: for a toy model, map's fingerprint hashing and
+#: Arrow writes and the loader's reads of them cost about a tenth of a scoring pass (issue 14). A larger set
+#: is mapped, so that its token ids are not all held as python lists.
+SCORING_ROWS = 4096
+
+
+def prepared(trainer, dataset, name: str, processing_class=None, args=None, *, scoring: bool = False):
     """A validated raw dataset tokenised as DPOTrainer does (``DPOTrainer._prepare_dataset``); image data
     unchanged, since DPOTrainer skips its preparation too (the vision collator processes it per batch).
     Plain-text, map-style data with an explicit prompt takes :func:`_prepare_text` (the same columns,
-    tokenised in batches); everything else TRL's own row-by-row preparation."""
+    tokenised in batches; ``scoring``: a list of row dicts when the set is small); everything else TRL's own
+    row-by-row preparation."""
     from trl import DPOTrainer
 
     if trainer._is_vision_dataset:
         return dataset
     processing_class, args = processing_class or trainer.processing_class, args or trainer.args  # None in __init__
-    fast = _prepare_text(dataset, processing_class, args, name)
+    fast = _prepare_text(dataset, processing_class, args, name, as_rows=scoring)
     return fast if fast is not None else DPOTrainer._prepare_dataset(trainer, dataset, processing_class, args, name)
 
 
@@ -175,13 +183,15 @@ def _encoder(tokenizer):
     return lambda texts: [e.ids for e in backend.encode_batch(texts, add_special_tokens=True)]
 
 
-def _prepare_text(dataset, tokenizer, args, name: str):
+def _prepare_text(dataset, tokenizer, args, name: str, *, as_rows: bool = False):
     """TRL 1.16's ``DPOTrainer._prepare_dataset`` for non-conversational text (EOS appended to chosen and
     rejected, ``prompt_ids`` / ``chosen_ids`` / ``rejected_ids`` split at the common prefix, prompts that fill
     ``max_length`` dropped under ``keep_start``), with the tokenizer called on 1,000 rows at a time: TRL calls
     it three times per row, ~0.3 ms a pair, which dominated a small model's training set-up and scoring
     (issue 14). Same ids as TRL's (tests/training/test_compat.py). None where it does not apply: a stream,
-    chat messages, an implicit prompt, a processor, a tokenizer without an EOS token, an empty set."""
+    chat messages, an implicit prompt, a processor, a tokenizer without an EOS token, an empty set.
+    ``as_rows``: a set of at most :data:`SCORING_ROWS` rows comes back as a list of the same rows' dicts,
+    tokenised in one call without ``Dataset.map``."""
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
     from trl.data_utils import common_prefix_length, is_conversational
@@ -214,9 +224,15 @@ def _prepare_text(dataset, tokenizer, args, name: str):
             out["rejected_ids"].append(r[n:])
         return out
 
+    drop_full = args.max_length is not None and args.truncation_mode == "keep_start"
+    if as_rows and len(dataset) <= SCORING_ROWS:  # the rows map would write: the columns, tokenize's updates
+        batch = dataset[:]
+        batch.update(tokenize(batch))
+        rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
+        return [r for r in rows if len(r["prompt_ids"]) < args.max_length] if drop_full else rows
     kw = dict(batched=True, batch_size=1000, num_proc=args.dataset_num_proc)
     dataset = dataset.map(tokenize, desc=f"Tokenizing {name} dataset", **kw)
-    if args.max_length is not None and args.truncation_mode == "keep_start":
+    if drop_full:
         keep = args.max_length
         dataset = dataset.filter(
             lambda b: [len(p) < keep for p in b["prompt_ids"]],

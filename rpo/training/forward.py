@@ -3,8 +3,9 @@ reference's, as the positional arguments of the math core's losses.
 
 Mirrors ``DPOTrainer._compute_loss`` of TRL 1.16 (:mod:`rpo.training.compat`): DPOTrainer's fused LM head
 where TRL runs it as a Triton kernel (CUDA), elsewhere the full logits as CPOTrainer computes them
-(``RobustConfig.lm_head``). Reference log-probs come from precomputed columns or TRL's
-``compute_ref_log_probs``; reference-free losses get None.
+(``RobustConfig.lm_head``). Reference log-probs come from precomputed columns or :func:`reference_pass`
+(``RobustTrainer.compute_ref_log_probs``: the policy's head, or TRL's pass where that is fused); reference-free
+losses get None.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def token_logps(logits: torch.Tensor, targets: torch.Tensor, budget: int = 1 << 
 
 def reference_logps(trainer, inputs: dict):
     """``(ref_chosen_logps, ref_rejected_logps)`` from precomputed columns, the reference model, or the
-    PEFT policy with its adapter disabled (TRL's ``compute_ref_log_probs``)."""
+    PEFT policy with its adapter disabled (``RobustTrainer.compute_ref_log_probs``: :func:`reference_pass`)."""
     if "ref_chosen_logps" in inputs:
         return inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
     if trainer.ref_model is None and not is_peft_model(trainer.model):
@@ -68,10 +69,7 @@ def reference_logps(trainer, inputs: dict):
             "reference log-probs are unavailable: pass ref_model, use PEFT, or a dataset "
             "with ref_chosen_logps / ref_rejected_logps columns"
         )
-    trl_inputs = {k: v for k, v in inputs.items() if k != ANNOTATOR_ID}
-    return trainer.compute_ref_log_probs(
-        trainer.ref_model if trainer.ref_model is not None else trainer.model, trl_inputs
-    )
+    return trainer.compute_ref_log_probs(trainer.ref_model if trainer.ref_model is not None else trainer.model, inputs)
 
 
 def reference_pass(trainer, trl_pass, model, inputs: dict):

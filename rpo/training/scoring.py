@@ -10,15 +10,17 @@ from rpo.training.compat import collator_columns
 
 
 def score_pass(trainer, dataset, batch_size, score, desc: str) -> list[torch.Tensor]:
-    """One eval-mode pass over a prepared (tokenised) dataset: ``score(loss_wl, loss_lw, ids)`` per batch (a
-    tensor or a tuple of (B,) tensors), gathered over processes in order and concatenated."""
+    """One eval-mode pass over a prepared (tokenised) dataset, or a list of its rows: ``score(loss_wl, loss_lw,
+    ids)`` per batch (a tensor or a tuple of (B,) tensors), gathered over processes in order and concatenated."""
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
     from rpo.core.losses import pair_losses
 
     keep = list(dict.fromkeys([*collator_columns(trainer), ANNOTATOR_ID]))  # image data: its raw columns
-    if dataset.column_names is not None:  # a mapped IterableDataset may not know its columns
+    if isinstance(dataset, list):  # python rows (a small set tokenised for scoring, compat.prepared)
+        dataset = [{k: row[k] for k in keep if k in row} for row in dataset]
+    elif dataset.column_names is not None:  # a mapped IterableDataset may not know its columns
         dataset = dataset.select_columns([c for c in keep if c in dataset.column_names])
     loader = DataLoader(
         dataset,

@@ -350,7 +350,7 @@ class RobustTrainer(DPOTrainer):
     def _score_pass(self, dataset, batch_size, score, desc: str) -> list[torch.Tensor]:
         if dataset is not None:  # a raw dataset: validated, every row kept, tokenised as TRL does (not images)
             dataset = self._validate(dataset, "label_confidences", drop_identical=False)
-            dataset = compat.prepared(self, dataset, "label_confidences")
+            dataset = compat.prepared(self, dataset, "label_confidences", scoring=True)
         return score_pass(self, self.train_dataset if dataset is None else dataset, batch_size, score, desc)
 
     # ---- eta is trainer state: checkpoint and resume

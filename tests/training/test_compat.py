@@ -105,6 +105,7 @@ def test_text_preparation_in_batches_equals_trl(which, max_length):
     theirs = DPOTrainer._prepare_dataset(SimpleNamespace(_tokenizer=tok), data, tok, args, "t")
     assert ours.column_names == theirs.column_names
     assert ours.to_list() == theirs.to_list()
+    assert _prepare_text(data, tok, args, "t", as_rows=True) == theirs.to_list()  # a small set scored: python rows
     if max_length is not None:
         assert len(ours) < len(data)  # the long prompt is dropped by both
     if which == "bpe":  # the merge case is exercised: the prompt's last token left out of the completion split

@@ -349,6 +349,24 @@ def test_label_confidences_on_raw_dataset(tok, pairs, tmp_path):
     assert ((w_raw > 0) & (w_raw < 1)).all()
 
 
+@pytest.mark.parametrize("pref_loss", ["dpo", "simpo"])
+def test_small_raw_sets_score_as_python_rows_bit_for_bit(tok, pairs, tmp_path, monkeypatch, pref_loss):
+    """A raw set small enough to be tokenised into python rows (compat.SCORING_ROWS) scores exactly as the
+    same set tokenised by Dataset.map, with max_length dropping the pairs whose prompt fills it."""
+    from rpo.training import compat
+
+    ds = pairs(20, flip_frac=0.25, seed=3, annotators=["a", "b"])
+    trainer = make(tok, ds, tmp_path, pref_loss, max_steps=2, max_length=6)
+    trainer.train()
+    rows = (trainer.log_odds(ds, batch_size=6), trainer.label_confidences(ds, batch_size=6))
+    assert 0 < len(rows[1]) < len(ds)  # 3-letter words' prompts are 5 tokens, longer ones fill max_length
+    assert isinstance(compat.prepared(trainer, trainer._validate(ds, "t", False), "t", scoring=True), list)
+    monkeypatch.setattr(compat, "SCORING_ROWS", 0)
+    assert not isinstance(compat.prepared(trainer, trainer._validate(ds, "t", False), "t", scoring=True), list)
+    mapped = (trainer.log_odds(ds, batch_size=6), trainer.label_confidences(ds, batch_size=6))
+    assert all(torch.equal(a, b) for a, b in zip([*rows[0], rows[1]], [*mapped[0], mapped[1]]))
+
+
 # ---- checkpoint / resume ---------------------------------------------------------------------------------------
 def test_resume_restores_eta_exactly(tok, pairs, tmp_path):
     ds = pairs(32, flip_frac=0.3)
