@@ -22,9 +22,24 @@ VIRTUAL_ANNOTATOR = "all"
 DEFAULT_ANNOTATOR_COLUMN = "annotator"
 
 
+def unformatted(dataset):
+    """A ``datasets`` set that was given a format (``with_format("numpy" | "torch" | "pandas" | "arrow")``)
+    read back as python objects, its visible columns kept: formatted, it hands the validator and the tokenising
+    numpy strings, tensors or Arrow arrays, which fail far from the cause (a bad annotator name, a shape error in
+    a loss). Its rows are the same; an unformatted set (or anything else) is returned as it is."""
+    from datasets import Dataset, IterableDataset
+
+    if isinstance(dataset, Dataset) and dataset.format["type"] is not None:
+        return dataset.with_format(None, dataset.format["columns"], dataset.format["output_all_columns"])
+    if isinstance(dataset, IterableDataset) and getattr(dataset._formatting, "format_type", None) is not None:
+        return dataset.with_format(None)
+    return dataset
+
+
 def _columns(data):
     """``(column names, row accessor)`` for a ``datasets.Dataset``, a dict of lists or a list of dicts."""
     if hasattr(data, "column_names") and hasattr(data, "__getitem__"):  # datasets.Dataset
+        data = unformatted(data)
         # a column sliced whole: iterating ``data[c]`` (a datasets Column) formats one row at a time, ~15x slower
         return list(data.column_names), (lambda c: data[c][:])
     if isinstance(data, dict):

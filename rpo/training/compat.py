@@ -15,6 +15,7 @@ from accelerate.utils import is_peft_model
 from trl.kernels.chunked_logprob import _use_triton
 from trl.trainer.utils import add_fused_lm_head
 
+from rpo.data.schema import unformatted
 from rpo.training.collator import ANNOTATOR_ID
 
 logger = logging.getLogger(__name__)
@@ -94,13 +95,15 @@ def is_vision_sample(example) -> bool:
 def with_explicit_prompt(dataset):
     """Implicit-prompt data (chosen / rejected hold the whole conversation, as Anthropic HH) through TRL's
     own prompt extraction (``trl.data_utils.extract_prompt``, what ``DPOTrainer._prepare_dataset`` maps),
-    so that the validator sees the explicit prompt DPOTrainer trains on; explicit-prompt data unchanged."""
+    so that the validator sees the explicit prompt DPOTrainer trains on; explicit-prompt data unchanged. A
+    formatted set is first read as python rows (:func:`rpo.data.schema.unformatted`)."""
     from trl.data_utils import extract_prompt
 
     if dataset is None or isinstance(dataset, (list, tuple, str)):
         return dataset
     if isinstance(dataset, dict):
         return {k: with_explicit_prompt(v) for k, v in dataset.items()}
+    dataset = unformatted(dataset)
     first = next(iter(dataset), None)
     if first is None or "prompt" in first or not {"chosen", "rejected"} <= set(first):
         return dataset

@@ -38,6 +38,23 @@ def test_valid_text_and_chat_pass():
     D.validate_preferences(Dataset.from_dict({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]}))
 
 
+@pytest.mark.parametrize("fmt", ["numpy", "torch", "pandas", "arrow"])
+def test_formatted_datasets_validate_as_their_rows(fmt):
+    """A datasets set given a format is validated on its python rows (numpy strings, tensors or Arrow arrays
+    were refused as 'not text'); a bad cell is still named by row and column."""
+    from rpo.data.schema import annotator_ids
+
+    ds = Dataset.from_dict(
+        {"prompt": ["a", "q"], "chosen": ["b", "x"], "rejected": ["c", "y"], "annotator": ["u", "v"]}
+    )
+    assert D.validate_preferences(ds.with_format(fmt)) == D.validate_preferences(ds)
+    assert annotator_ids(ds.with_format(fmt)) == annotator_ids(ds)
+    with pytest.raises(ValueError, match=r"column 'chosen', row 1"):
+        D.validate_preferences(
+            ds.map(lambda r, i: {"chosen": "" if i else r["chosen"]}, with_indices=True).with_format(fmt)
+        )
+
+
 @pytest.mark.parametrize(
     "bad, pattern",
     [

@@ -367,6 +367,29 @@ def test_small_raw_sets_score_as_python_rows_bit_for_bit(tok, pairs, tmp_path, m
     assert all(torch.equal(a, b) for a, b in zip([*rows[0], rows[1]], [*mapped[0], mapped[1]]))
 
 
+@pytest.mark.parametrize("fmt", ["numpy", "torch", "pandas", "arrow"])
+def test_formatted_sets_train_and_score_as_python_rows(tok, pairs, tmp_path, monkeypatch, fmt):
+    """A set given a datasets format (with_format) trains and scores exactly as the same set unformatted,
+    small or mapped, map-style or streamed: the validator and the tokenising read python rows (they used to
+    fail on numpy strings, tensors or Arrow arrays, with errors far from the cause)."""
+    from rpo.training import compat
+
+    ds = pairs(12, flip_frac=0.25, seed=4, annotators=["a", "b"])
+    runs = []
+    for name, data in (("plain", ds), ("formatted", ds.with_format(fmt))):
+        trainer = make(tok, data, tmp_path / name, "dpo", max_steps=2, per_device_train_batch_size=4)
+        trainer.train()
+        runs.append((trainer, data))
+    (plain, ds), (formatted, data) = runs
+    assert torch.equal(formatted.eta, plain.eta) and plain.eta.ne(0.9).any()
+    expected = plain.log_odds(ds)
+    streamed = ds.to_iterable_dataset().with_format(fmt if fmt != "pandas" else "numpy")
+    assert all(torch.equal(a, b) for a, b in zip(formatted.log_odds(data), expected))
+    assert all(torch.equal(a, b) for a, b in zip(formatted.log_odds(streamed), expected))
+    monkeypatch.setattr(compat, "SCORING_ROWS", 0)
+    assert all(torch.equal(a, b) for a, b in zip(formatted.log_odds(data), expected))
+
+
 # ---- checkpoint / resume ---------------------------------------------------------------------------------------
 def test_resume_restores_eta_exactly(tok, pairs, tmp_path):
     ds = pairs(32, flip_frac=0.3)
