@@ -12,6 +12,7 @@ import contextlib
 import logging
 
 from accelerate.utils import is_peft_model
+from trl.data_utils import common_prefix_length
 from trl.kernels.chunked_logprob import _use_triton
 from trl.trainer.utils import add_fused_lm_head
 
@@ -183,7 +184,15 @@ def _encoder(tokenizer):
     backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
     if backend is None or backend.truncation is not None or backend.padding is not None:
         return lambda texts: tokenizer(text=texts)["input_ids"]
-    return lambda texts: [e.ids for e in backend.encode_batch(texts, add_special_tokens=True)]
+    # encode_batch_fast (tokenizers >= 0.21) skips the character offsets, which ids do not need
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+    return lambda texts: [e.ids for e in encode(texts, add_special_tokens=True)]
+
+
+def _prefix_length(prompt: list[int], full: list[int]) -> int:
+    """TRL's ``common_prefix_length``, with the usual case (the prompt's ids begin the full ids) as one list
+    comparison instead of a python loop over the tokens."""
+    return len(prompt) if full[: len(prompt)] == prompt else common_prefix_length(prompt, full)
 
 
 def _prepare_text(dataset, tokenizer, args, name: str, *, as_rows: bool = False):
@@ -197,7 +206,7 @@ def _prepare_text(dataset, tokenizer, args, name: str, *, as_rows: bool = False)
     tokenised in one call without ``Dataset.map``."""
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
-    from trl.data_utils import common_prefix_length, is_conversational
+    from trl.data_utils import is_conversational
 
     eos = getattr(tokenizer, "eos_token", None)
     if not isinstance(dataset, Dataset) or not isinstance(tokenizer, PreTrainedTokenizerBase) or eos is None:
@@ -214,7 +223,7 @@ def _prepare_text(dataset, tokenizer, args, name: str, *, as_rows: bool = False)
         full = {k: encode([p + t for p, t in zip(prompts, out[k])]) for k in out}
         out.update(prompt_ids=[], chosen_ids=[], rejected_ids=[])
         for p, c, r in zip(prompt_ids, full["chosen"], full["rejected"]):
-            n = min(common_prefix_length(p, c), common_prefix_length(p, r))
+            n = min(_prefix_length(p, c), _prefix_length(p, r))
             if n < len(p) and name not in _WARNED:
                 _WARNED.add(name)  # once per dataset name, as TRL's warning_once
                 logger.warning(
