@@ -44,22 +44,25 @@ def text_batch(base, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor] 
     if any(ex.keys() - _TEXT_KEYS or not all(isinstance(ex.get(k), list) for k in lists) for ex in examples):
         return None
     ids = [ex["prompt_ids"] + ex[k] for k in sides for ex in examples]
-    completion = [[0] * len(ex["prompt_ids"]) + [1] * len(ex[k]) for k in sides for ex in examples]
+    start = [len(ex["prompt_ids"]) for _ in sides for ex in examples]  # where each completion begins
     if base.max_length is not None:
-        sl = {"keep_start": slice(None, base.max_length), "keep_end": slice(-base.max_length, None)}.get(
-            base.truncation_mode
-        )
-        if sl is None:
+        if base.truncation_mode == "keep_start":
+            ids = [s[: base.max_length] for s in ids]
+        elif base.truncation_mode == "keep_end":
+            cut = [max(len(s) - base.max_length, 0) for s in ids]
+            ids, start = [s[c:] for s, c in zip(ids, cut)], [p - c for p, c in zip(start, cut)]
+        else:
             return None  # TRL's collator raises its own error
-        ids, completion = [s[sl] for s in ids], [m[sl] for m in completion]
     if not all(ids):
         return None  # an empty row: TRL's torch.tensor([]) is float, leave that to it
     width = max(map(len, ids))
     if base.pad_to_multiple_of and width % base.pad_to_multiple_of:
         width += base.pad_to_multiple_of - width % base.pad_to_multiple_of
-    fill = lambda rows, value: torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)  # noqa: E731
+    # the masks from the lengths: one python-to-tensor conversion per batch instead of three (a third of the time)
+    pos = torch.arange(width)
+    inside = pos < torch.tensor([len(s) for s in ids])[:, None]
     return {
-        "input_ids": fill(ids, base.pad_token_id),
-        "attention_mask": fill([[1] * len(s) for s in ids], 0),
-        "completion_mask": fill(completion, 0),
+        "input_ids": torch.tensor([s + [base.pad_token_id] * (width - len(s)) for s in ids], dtype=torch.long),
+        "attention_mask": inside.long(),
+        "completion_mask": (inside & (pos >= torch.tensor(start)[:, None])).long(),
     }
