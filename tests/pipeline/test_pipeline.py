@@ -364,3 +364,27 @@ def test_git_commit_ignores_the_pipelines_own_outputs(tmp_path, monkeypatch):
         assert commit().endswith("-dirty")
     finally:
         pipeline.git_commit.cache_clear()
+
+
+def test_worker_env_pins_the_cpu_kernels_on_x86(monkeypatch):
+    """Every run's kernels get AVX2 CPU kernels on x86-64 (a value already set is kept), nothing elsewhere;
+    and torch in such a process really dispatches to them (where the CPU has AVX2: any x86-64 CI machine)."""
+    import platform
+    import subprocess
+
+    from rpo.pipeline.execute import CPU_KERNELS, set_worker_env
+
+    for key in CPU_KERNELS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    set_worker_env(1)
+    assert not any(key in os.environ for key in CPU_KERNELS)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")
+    set_worker_env(1)
+    assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert os.environ["MKL_CBWR"] == "COMPATIBLE"
+    if platform.uname().machine.lower() in ("x86_64", "amd64"):
+        code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+        assert out.stdout.strip() == "AVX2"
