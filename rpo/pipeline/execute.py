@@ -206,8 +206,17 @@ def record_failure(run: Run, run_dir, e: BaseException, seconds: float) -> None:
 
 def _worker(args):
     run, run_dir, notebooks_dir, kernel_name, timeout_s, threads, fn = args
+    # The kernel (a child process) inherits this environment; the caller's is given back after the run,
+    # because with jobs=1 this is the caller's own process: left set, the pins reached its later children
+    # (a test's subprocess on AVX2 kernels, resumed in a parent whose torch had already chosen AVX-512).
+    before = dict(os.environ)
     set_worker_env(threads)
-    return fn(run, run_dir, notebooks_dir, kernel_name, timeout_s)
+    try:
+        return fn(run, run_dir, notebooks_dir, kernel_name, timeout_s)
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        os.environ.update(before)
 
 
 def run_plan(plan: Plan, run_dir, **kwargs) -> list[dict]:

@@ -388,3 +388,30 @@ def test_worker_env_pins_the_cpu_kernels_on_x86(monkeypatch):
         code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
         assert out.stdout.strip() == "AVX2"
+
+
+def env_seen(run, run_dir, notebooks_dir, kernel_name, timeout_s):
+    """fake_execute, recording the environment a kernel started by this run would inherit."""
+    with open(Path(run_dir) / "env.log", "a") as f:
+        f.write(json.dumps({k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS")}) + "\n")
+    return fake_execute(run, run_dir, notebooks_dir, kernel_name, timeout_s)
+
+
+def test_an_in_process_run_gives_the_callers_environment_back(tmp_path, monkeypatch):
+    """With jobs=1 the runs execute in the caller's process: their kernels get the worker environment, and
+    the caller's comes back unchanged (left set, the pins reached the caller's later subprocesses, whose
+    kernels then differed from the caller's own torch: a resume test's eta moved in the 9th digit)."""
+    import platform
+
+    from rpo.pipeline.execute import CPU_KERNELS
+
+    for key in CPU_KERNELS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    before = dict(os.environ)
+    plan = expand(small_profile())
+    run_plan(plan, tmp_path, execute_fn=env_seen, progress=False, notebooks_dir=_nbdir(tmp_path), jobs=1)
+    seen = [json.loads(line) for line in (tmp_path / "env.log").read_text().splitlines()]
+    assert seen == [{"ATEN_CPU_CAPABILITY": "avx2", "OMP_NUM_THREADS": "1"}] * len(plan.runs)
+    assert dict(os.environ) == before
