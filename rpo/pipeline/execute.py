@@ -52,8 +52,14 @@ def check_kernel(kernel_name: str = "python3") -> str:
 
 #: the CPU kernels of every run on x86-64: where the CPU has AVX-512, torch, MKL and oneDNN otherwise take
 #: kernels that round differently from the AVX2 ones, and every trained number of the toy study moves (on an
-#: AVX-512 machine, unpinned: DPO's Table 2 win rate 0.551 against the committed 0.545; pinned: 0.545 exactly)
-CPU_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+#: AVX-512 machine, unpinned: DPO's Table 2 win rate 0.551 against the committed 0.545; pinned: 0.545 exactly);
+#: numpy's and scipy's OpenBLAS likewise pick SkylakeX kernels there (Haswell on an AVX2 Intel machine)
+CPU_KERNELS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
 
 
 def set_worker_env(threads: int = 1) -> None:

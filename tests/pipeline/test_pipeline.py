@@ -385,9 +385,12 @@ def test_worker_env_pins_the_cpu_kernels_on_x86(monkeypatch):
     assert os.environ["ATEN_CPU_CAPABILITY"] == "avx2" and os.environ["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert os.environ["MKL_CBWR"] == "COMPATIBLE"
     if platform.uname().machine.lower() in ("x86_64", "amd64"):
-        code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+        code = (
+            "import numpy, scipy.linalg, threadpoolctl, torch; print(torch.backends.cpu.get_cpu_capability(), "
+            "*sorted({i['architecture'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas'}))"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
-        assert out.stdout.strip() == "AVX2"
+        assert out.stdout.split() == ["AVX2", "Haswell"]
 
 
 def env_seen(run, run_dir, notebooks_dir, kernel_name, timeout_s):
